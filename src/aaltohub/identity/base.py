@@ -1,0 +1,296 @@
+"""The Identity record and the provider base class: validation, TTL cache,
+single-flight lookups in a bounded thread pool, and stale-cache fallback.
+
+Providers only implement two blocking methods, ``lookup_sync`` and
+``group_members_sync``; this class makes sure they never run on the hub's
+event loop and never hold a spawn hostage for longer than ``lookup_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets import Float, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a user is on campus storage: the numbers the NFS server checks."""
+
+    username: str
+    uid: int
+    gid: int
+    home: str = ""
+    name: str = ""
+    email: str = ""
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def uid_last2digits(self) -> str:
+        """The two-digit bucket that spreads homes over ``u/00`` .. ``u/99``."""
+        return f"{self.uid % 100:02d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as stored in JupyterHub's auth_state."""
+        return {
+            "username": self.username,
+            "uid": self.uid,
+            "gid": self.gid,
+            "home": self.home,
+            "name": self.name,
+            "email": self.email,
+            "groups": sorted(self.groups),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Identity:
+        """Rebuild from ``to_dict`` output; raises ValueError on bad data."""
+        try:
+            return cls(
+                username=str(data["username"]),
+                uid=int(data["uid"]),
+                gid=int(data["gid"]),
+                home=str(data.get("home") or ""),
+                name=str(data.get("name") or ""),
+                email=str(data.get("email") or ""),
+                groups=frozenset(str(g) for g in data.get("groups") or ()),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a valid identity record: {e}") from e
+
+
+class IdentityError(Exception):
+    """A lookup failed; the message is shown to the user, so it names the fix."""
+
+
+class InvalidUsername(IdentityError):
+    pass
+
+
+class UnknownUser(IdentityError):
+    pass
+
+
+class IdentityUnavailable(IdentityError):
+    """The directory could not be reached and no cached value exists."""
+
+
+class InvalidIdentity(IdentityError):
+    """The directory answered, but the record is unusable (e.g. a system uid)."""
+
+
+class IdentityProvider(LoggingConfigurable):
+    """Base class: maps a username to an :class:`Identity`.
+
+    Subclasses implement :meth:`lookup_sync` (and optionally
+    :meth:`group_members_sync`). Those run in a small thread pool with a
+    timeout, so a slow directory never blocks the hub's event loop.
+    """
+
+    #: Short human name of the backend, used in error messages.
+    source_name = "the identity directory"
+
+    cache_ttl = Float(
+        300.0,
+        help="""Seconds a looked-up identity is reused without asking the
+        directory again. Group membership changes take up to this long to be
+        noticed.""",
+    ).tag(config=True)
+
+    stale_ttl = Float(
+        7 * 24 * 3600.0,
+        help="""Seconds an expired cached identity may still be used when the
+        directory cannot be reached. Set to 0 to never serve stale data.""",
+    ).tag(config=True)
+
+    lookup_timeout = Float(
+        10.0,
+        help="""Seconds to wait for the directory before giving up on a lookup.
+        The spawn then fails with a clear message (or uses a stale cached
+        value, see stale_ttl).""",
+    ).tag(config=True)
+
+    max_threads = Int(
+        8,
+        help="""Threads that may wait on the directory at once. Lookups beyond
+        this queue up (still without blocking the event loop).""",
+    ).tag(config=True)
+
+    username_pattern = Unicode(
+        r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        help="""Regular expression every username must match before it is
+        looked up or used in a path. The default allows lowercase
+        institutional account names such as ``darstr1`` or ``first.last``.""",
+    ).tag(config=True)
+
+    min_uid = Int(
+        1000,
+        help="""Smallest uid a notebook server may run as. Identities below it
+        (system accounts, root) are refused.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._cache: dict[str, tuple[Identity, float]] = {}
+        self._group_cache: dict[str, tuple[frozenset[str], float]] = {}
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    @default("log")
+    def _log_default(self):
+        from traitlets import log
+
+        return log.get_logger()
+
+    # --- what subclasses implement -------------------------------------------
+    def lookup_sync(self, username: str) -> Identity | None:
+        """Blocking lookup; return None when the user does not exist.
+
+        Raise ``ConnectionError`` (or ``OSError``) when the directory cannot
+        be reached, so the caller can fall back to the cache.
+        """
+        raise NotImplementedError
+
+    def group_members_sync(self, group: str) -> set[str]:
+        """Blocking lookup of a group's member usernames (empty if unknown)."""
+        return set()
+
+    # --- public async API ----------------------------------------------------
+    def validate_username(self, username: str) -> str:
+        if (
+            not isinstance(username, str)
+            or ".." in username
+            or not re.fullmatch(self.username_pattern, username)
+        ):
+            raise InvalidUsername(
+                f"Username {username!r} is not a valid institutional account "
+                "name. Log out and log in again with your lowercase university "
+                "username."
+            )
+        return username
+
+    def cached(self, username: str) -> Identity | None:
+        """The cached identity if still fresh, without any I/O."""
+        hit = self._cache.get(username)
+        if hit and time.monotonic() - hit[1] < self.cache_ttl:
+            return hit[0]
+        return None
+
+    def remember(self, identity: Identity) -> None:
+        """Seed the cache, e.g. from auth_state after a hub restart."""
+        self._cache[identity.username] = (identity, time.monotonic())
+
+    async def lookup(self, username: str) -> Identity:
+        """Return the identity of ``username`` or raise :class:`IdentityError`."""
+        self.validate_username(username)
+        fresh = self.cached(username)
+        if fresh is not None:
+            return fresh
+        # Single flight: a burst of requests for one user asks the directory once.
+        inflight = self._inflight.get(username)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[username] = future
+        try:
+            identity = await self._lookup_uncached(username)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # mark retrieved: waiters may not exist
+            raise
+        else:
+            future.set_result(identity)
+            return identity
+        finally:
+            self._inflight.pop(username, None)
+
+    async def group_members(self, group: str) -> frozenset[str]:
+        """Member usernames of a directory group, cached like identities."""
+        hit = self._group_cache.get(group)
+        if hit and time.monotonic() - hit[1] < self.cache_ttl:
+            return hit[0]
+        try:
+            members = frozenset(
+                await self._in_thread(self.group_members_sync, group)
+            )
+        except (TimeoutError, OSError) as e:
+            if hit:
+                self.log.warning("Using stale members of group %s: %s", group, e)
+                return hit[0]
+            raise IdentityUnavailable(
+                f"Could not read group {group} from {self.source_name} within "
+                f"{self.lookup_timeout:g} s. Try again shortly; if it persists, "
+                "the hub operator should check the directory connection."
+            ) from e
+        self._group_cache[group] = (members, time.monotonic())
+        return members
+
+    # --- internals -----------------------------------------------------------
+    async def _in_thread(self, func, *args):
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.max_threads,
+                thread_name_prefix=type(self).__name__,
+            )
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(
+            loop.run_in_executor(self._pool, func, *args), self.lookup_timeout
+        )
+
+    async def _lookup_uncached(self, username: str) -> Identity:
+        started = time.monotonic()
+        try:
+            identity = await self._in_thread(self.lookup_sync, username)
+        except (TimeoutError, OSError) as e:
+            stale = self._cache.get(username)
+            if stale and time.monotonic() - stale[1] < self.stale_ttl:
+                self.log.warning(
+                    "identity user=%s source=%s outcome=stale-cache error=%r",
+                    username,
+                    self.source_name,
+                    e,
+                )
+                return stale[0]
+            self.log.error(
+                "identity user=%s source=%s outcome=unavailable error=%r",
+                username,
+                self.source_name,
+                e,
+            )
+            reason = (
+                f"timed out after {self.lookup_timeout:g} s"
+                if isinstance(e, TimeoutError)
+                else str(e)
+            )
+            raise IdentityUnavailable(
+                f"Could not look up {username} in {self.source_name} ({reason}). "
+                "Please try again in a minute; if it persists, the hub operator "
+                "should check the directory connection."
+            ) from e
+        if identity is None:
+            raise UnknownUser(
+                f"User {username} was not found in {self.source_name}. Check "
+                "that you logged in with your university account, or ask the "
+                "hub operator to add you."
+            )
+        if identity.uid < self.min_uid:
+            raise InvalidIdentity(
+                f"User {username} has uid {identity.uid}, below the minimum "
+                f"{self.min_uid} allowed for notebook servers (system accounts "
+                "cannot start servers)."
+            )
+        self.remember(identity)
+        self.log.debug(
+            "identity user=%s source=%s outcome=ok uid=%s took=%.3fs",
+            username,
+            self.source_name,
+            identity.uid,
+            time.monotonic() - started,
+        )
+        return identity
