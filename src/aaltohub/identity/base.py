@@ -216,9 +216,7 @@ class IdentityProvider(LoggingConfigurable):
         if hit and time.monotonic() - hit[1] < self.cache_ttl:
             return hit[0]
         try:
-            members = frozenset(
-                await self._in_thread(self.group_members_sync, group)
-            )
+            members = frozenset(await self._in_thread(self.group_members_sync, group))
         except (TimeoutError, OSError) as e:
             if hit:
                 self.log.warning("Using stale members of group %s: %s", group, e)

@@ -1,0 +1,97 @@
+"""Who may see and start which course, in which role.
+
+This is the only place the rules live. The profile list, the server-side
+check on spawn, the CLI and the tests all call these functions. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .course import ROLE_INSTRUCTOR, ROLE_STUDENT, Course
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The facts about a user that access depends on."""
+
+    username: str
+    admin: bool = False
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RoleRules:
+    """Deployment-wide inputs to the rules (from CourseCatalog config)."""
+
+    default_instructors: frozenset[str] = frozenset()
+    instructor_group_template: str = "jupyter-{slug}"
+
+    def instructor_group(self, course: Course) -> str:
+        return self.instructor_group_template.format(slug=course.slug)
+
+
+class AccessDenied(Exception):
+    """Refusal with a message meant for the user (HTTP 403)."""
+
+
+def is_instructor(course: Course, who: Viewer, rules: RoleRules) -> bool:
+    return (
+        who.username in course.instructors
+        or who.username in rules.default_instructors
+        or rules.instructor_group(course) in who.groups
+        or not course.instructor_groups.isdisjoint(who.groups)
+    )
+
+
+def is_student(course: Course, who: Viewer) -> bool:
+    return who.username in course.students or not course.student_groups.isdisjoint(
+        who.groups
+    )
+
+
+def visible_roles(course: Course, who: Viewer, rules: RoleRules) -> tuple[str, ...]:
+    """The roles in which ``who`` may start ``course`` (empty: not offered)."""
+    if course.archive:
+        return ()
+    instructor = who.admin or is_instructor(course, who, rules)
+    roles: list[str] = []
+    if not course.private or instructor or is_student(course, who):
+        roles.append(ROLE_STUDENT)
+    if instructor and course.has_instructor_mode:
+        roles.append(ROLE_INSTRUCTOR)
+    return tuple(roles)
+
+
+def check(course: Course | None, who: Viewer, role: str, rules: RoleRules) -> None:
+    """Raise AccessDenied unless ``who`` may start ``course`` as ``role``.
+
+    An unknown course and a course the user may not see get the same
+    answer, so private course names do not leak.
+    """
+    if course is not None and role in visible_roles(course, who, rules):
+        return
+    if (
+        course is not None
+        and role == ROLE_INSTRUCTOR
+        and ROLE_STUDENT in (visible_roles(course, who, rules))
+    ):
+        raise AccessDenied(
+            f"You ({who.username}) are not an instructor of {course.name}, so its"
+            f" instructor environment is not available. Start '{course.slug}'"
+            " instead, or ask the course's teachers to add you as an instructor."
+        )
+    raise AccessDenied(
+        f"You ({who.username}) may not use this course environment. If you take"
+        " this course, ask its instructors to add you to the course list; the"
+        " courses you can start are listed on the spawn page."
+    )
+
+
+def role_of(course: Course, who: Viewer, rules: RoleRules) -> str:
+    """Plain-language role, for logs and listings."""
+    if is_instructor(course, who, rules):
+        return ROLE_INSTRUCTOR
+    if is_student(course, who):
+        return ROLE_STUDENT
+    return "admin" if who.admin else "none"

@@ -1,0 +1,326 @@
+"""CourseCatalog: a directory of course YAML files, reloaded as it changes.
+
+Layout of ``c.CourseCatalog.path``::
+
+    intro.yaml            one course per file, named <slug>.yaml
+    intro-users.yaml      optional roster: students: [...], instructors: [...]
+    IMAGES.yaml           optional image aliases and dated series
+
+Reading files happens in a thread (they live on NFS in production); the
+in-memory index is only changed on the event loop, so readers never see it
+half-updated. Only files whose mtime or size changed are parsed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import yaml
+from traitlets import Float, Set, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .access import RoleRules, Viewer, visible_roles
+from .course import ROLE_INSTRUCTOR, Course, CourseError, build_course
+from .images import ImageTable, parse_images
+
+ROSTER_SUFFIX = "-users"
+
+
+@dataclass
+class _FileState:
+    stamp: tuple[int, int]  # (mtime_ns, size)
+    data: object = None
+    error: str | None = None
+
+
+@dataclass
+class ScanResult:
+    """What a scan found changed; produced in a thread, applied on the loop."""
+
+    files: dict[str, _FileState] = field(default_factory=dict)
+    changed_slugs: set[str] = field(default_factory=set)
+    images_changed: bool = False
+
+
+def _read_yaml(path: str, stamp) -> _FileState:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _FileState(stamp, yaml.safe_load(f))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        return _FileState(stamp, error=f"invalid YAML{where}: {problem}")
+    except (OSError, UnicodeDecodeError) as e:
+        return _FileState(stamp, error=f"cannot read file: {e}")
+
+
+def _slug_of(filename: str) -> str:
+    stem = filename[: -len(".yaml")]
+    return stem[: -len(ROSTER_SUFFIX)] if stem.endswith(ROSTER_SUFFIX) else stem
+
+
+class CourseCatalog(LoggingConfigurable):
+    """The courses of the hub, loaded from ``path`` and kept up to date."""
+
+    path = Unicode(
+        "",
+        help="""Directory holding one ``<slug>.yaml`` per course, optional
+        ``<slug>-users.yaml`` rosters and an optional images file.""",
+    ).tag(config=True)
+
+    images_file = Unicode(
+        "IMAGES.yaml",
+        help="""File name, inside ``path``, of the image aliases and dated
+        image series that course files may refer to.""",
+    ).tag(config=True)
+
+    default_image = Unicode(
+        "",
+        help="""Image for courses that name none. May be an alias from the
+        images file, e.g. ``DEFAULT``. Empty: the spawner's own image.""",
+    ).tag(config=True)
+
+    default_instructors = Set(
+        Unicode(),
+        help="""Usernames that are instructors of every course (the
+        reference deployment's DEFAULT_INSTRUCTORS).""",
+    ).tag(config=True)
+
+    instructor_group_template = Unicode(
+        "jupyter-{slug}",
+        help="""Directory group whose members are instructors of a course;
+        ``{slug}`` is the course slug. Resolved through the identity
+        provider's group list for the user.""",
+    ).tag(config=True)
+
+    reload_interval = Float(
+        10.0,
+        help="""Seconds between checks of the course directory for changed
+        files. Checks happen in a thread, on demand, at most this often.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._files: dict[str, _FileState] = {}
+        self.courses: dict[str, Course] = {}
+        self.errors: dict[str, str] = {}
+        self.images = ImageTable()
+        self.images_error: str | None = None
+        self._public: set[str] = set()
+        self._by_user: dict[str, set[str]] = defaultdict(set)
+        self._by_group: dict[str, set[str]] = defaultdict(set)
+        self._ordered: list[str] = []
+        self._last_scan = 0.0
+        self._scan_lock: asyncio.Lock | None = None
+        self.generation = 0
+
+    @property
+    def rules(self) -> RoleRules:
+        return RoleRules(
+            default_instructors=frozenset(self.default_instructors),
+            instructor_group_template=self.instructor_group_template,
+        )
+
+    # --- loading ---------------------------------------------------------------
+    def scan(self) -> ScanResult:
+        """Blocking: stat the directory and parse what changed."""
+        result = ScanResult()
+        seen = set()
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError as e:
+            self.log.error("catalog path=%s outcome=unreadable error=%s", self.path, e)
+            return result  # keep serving what we have
+        for entry in entries:
+            if not entry.name.endswith(".yaml") or entry.name.startswith("."):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            seen.add(entry.name)
+            stamp = (st.st_mtime_ns, st.st_size)
+            old = self._files.get(entry.name)
+            if old is not None and old.stamp == stamp:
+                continue
+            result.files[entry.name] = _read_yaml(entry.path, stamp)
+            self._note_change(result, entry.name)
+        for gone in set(self._files) - seen:
+            result.files[gone] = None
+            self._note_change(result, gone)
+        return result
+
+    def _note_change(self, result: ScanResult, filename: str) -> None:
+        if filename == self.images_file:
+            result.images_changed = True
+        else:
+            result.changed_slugs.add(_slug_of(filename))
+
+    def apply(self, result: ScanResult) -> set[str]:
+        """Non-blocking: fold a scan into the catalog. Returns changed slugs."""
+        for name, state in result.files.items():
+            if state is None:
+                self._files.pop(name, None)
+            else:
+                self._files[name] = state
+        slugs = set(result.changed_slugs)
+        if result.images_changed:
+            self._load_images()
+            slugs |= {_slug_of(n) for n in self._files if n != self.images_file}
+        for slug in slugs:
+            self._rebuild(slug)
+        if slugs:
+            self._ordered = sorted(
+                self.courses, key=lambda s: (self.courses[s].name.lower(), s)
+            )
+            self.generation += 1
+        return slugs
+
+    def load(self) -> CourseCatalog:
+        """Blocking full load; for startup, the CLI and tests."""
+        self.apply(self.scan())
+        self._last_scan = time.monotonic()
+        return self
+
+    async def ensure_fresh(self) -> None:
+        """Rescan in a thread if the last scan is older than reload_interval."""
+        if time.monotonic() - self._last_scan < self.reload_interval:
+            return
+        if self._scan_lock is None:
+            self._scan_lock = asyncio.Lock()
+        async with self._scan_lock:
+            if time.monotonic() - self._last_scan < self.reload_interval:
+                return  # another request just did it
+            result = await asyncio.to_thread(self.scan)
+            changed = self.apply(result)
+            self._last_scan = time.monotonic()
+            if changed:
+                self.log.info("catalog reloaded courses=%s", ",".join(sorted(changed)))
+
+    def _load_images(self) -> None:
+        state = self._files.get(self.images_file)
+        self.images_error = None
+        if state is None:
+            self.images = ImageTable()
+            return
+        try:
+            if state.error:
+                raise CourseError(f"images file {self.images_file}: {state.error}")
+            self.images = parse_images(state.data, self.images_file)
+        except CourseError as e:
+            # Keep the last good table: one typo must not re-image every course.
+            self.images_error = str(e)
+            self.log.error("%s (keeping the previous images)", e)
+
+    def _rebuild(self, slug: str) -> None:
+        self._unindex(slug)
+        self.errors.pop(slug, None)
+        main = self._files.get(f"{slug}.yaml")
+        roster = self._files.get(f"{slug}{ROSTER_SUFFIX}.yaml")
+        if main is None:
+            if roster is not None:
+                self.errors[slug] = (
+                    f"roster file {slug}{ROSTER_SUFFIX}.yaml has no course file"
+                    f" {slug}.yaml; the roster is ignored"
+                )
+            return
+        try:
+            for name, state in ((f"{slug}.yaml", main), (f"{slug}-users.yaml", roster)):
+                if state is not None and state.error:
+                    raise CourseError(f"course file {name}: {state.error}")
+            course = build_course(
+                slug,
+                main.data,
+                roster.data if roster else None,
+                source=f"{slug}.yaml",
+                roster_source=f"{slug}{ROSTER_SUFFIX}.yaml",
+            )
+            for key in ("image", "image_instructor"):
+                try:
+                    self.images.check(getattr(course, key), key)
+                except CourseError as e:
+                    raise CourseError(f"course file {slug}.yaml: {e}") from None
+        except CourseError as e:
+            # Fail closed: the course is not offered until the file is fixed.
+            self.errors[slug] = str(e)
+            self.log.error("catalog course=%s outcome=invalid error=%s", slug, e)
+            return
+        self.courses[slug] = course
+        self._index(course)
+
+    # --- the per-user index ---------------------------------------------------
+    def _keys(self, course: Course):
+        users = course.students | course.instructors
+        groups = {self.rules.instructor_group(course)}
+        groups |= course.instructor_groups | course.student_groups
+        return users, groups
+
+    def _index(self, course: Course) -> None:
+        if not course.private and not course.archive:
+            self._public.add(course.slug)
+        users, groups = self._keys(course)
+        for u in users:
+            self._by_user[u].add(course.slug)
+        for g in groups:
+            self._by_group[g].add(course.slug)
+
+    def _unindex(self, slug: str) -> None:
+        course = self.courses.pop(slug, None)
+        if course is None:
+            return
+        self._public.discard(slug)
+        users, groups = self._keys(course)
+        for key, index in ((users, self._by_user), (groups, self._by_group)):
+            for k in key:
+                bucket = index.get(k)
+                if bucket is not None:
+                    bucket.discard(slug)
+                    if not bucket:
+                        del index[k]
+
+    # --- queries ----------------------------------------------------------------
+    def get(self, slug: str) -> Course | None:
+        return self.courses.get(slug)
+
+    def offered_to(self, who: Viewer) -> list[tuple[Course, tuple[str, ...]]]:
+        """Courses ``who`` may start, with roles, in display order.
+
+        Uses the index, so the cost follows the user's own courses plus the
+        public ones, not the size of every roster.
+        """
+        rules = self.rules
+        if who.admin or who.username in rules.default_instructors:
+            candidates = None  # everything
+        else:
+            candidates = set(self._public)
+            candidates |= self._by_user.get(who.username, set())
+            for g in who.groups:
+                candidates |= self._by_group.get(g, set())
+        out = []
+        for slug in self._ordered:
+            if candidates is not None and slug not in candidates:
+                continue
+            course = self.courses[slug]
+            roles = visible_roles(course, who, rules)
+            if roles:
+                out.append((course, roles))
+        return out
+
+    def image_for(self, course: Course, role: str) -> str:
+        """The image name for a course and role, aliases and series resolved."""
+        ref = course.image
+        if role == ROLE_INSTRUCTOR and course.image_instructor is not None:
+            ref = course.image_instructor
+        if ref is None:
+            ref = self.default_image
+        return self.images.resolve(ref) if ref else ""
+
+    def problems(self) -> list[str]:
+        """Every current error, one line each (for validate and the log)."""
+        out = [self.images_error] if self.images_error else []
+        return out + [self.errors[s] for s in sorted(self.errors)]

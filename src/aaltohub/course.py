@@ -1,0 +1,338 @@
+"""The Course model and the validation of one course file.
+
+Course files are read exactly as the reference (Aalto) deployment writes
+them; everything it did not have is optional. Validation is strict: an
+unknown or mistyped key makes the course fail closed, with a message that
+names the file, the key and the likely fix.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+ROLE_STUDENT = "student"
+ROLE_INSTRUCTOR = "instructor"
+ROLES = (ROLE_STUDENT, ROLE_INSTRUCTOR)
+INSTRUCTOR_SUFFIX = "-instructor"
+
+# A memory quantity as Kubernetes and KubeSpawner accept it: 512M, 2Gi, 1.5G.
+_MEM_RE = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGT]i?)?$")
+_UMASK_RE = re.compile(r"^0?[0-7]{3}$")
+
+
+class CourseError(ValueError):
+    """A course file is invalid; str() is the operator-facing message."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU and memory for one role; None means "use the hub's default"."""
+
+    cpu_limit: float | None = None
+    cpu_guarantee: float | None = None
+    mem_limit: str | int | None = None
+    mem_guarantee: str | int | None = None
+
+
+@dataclass(frozen=True)
+class Cull:
+    """Idle-cull limits for a course's servers, in seconds (None: hub default)."""
+
+    inactive_timeout: int | None = None
+    max_age: int | None = None
+
+
+@dataclass(frozen=True)
+class Course:
+    """One course, validated. Immutable: a reload builds a new object."""
+
+    slug: str
+    name: str
+    source: str = ""
+    gid: int | None = None
+    instructors: frozenset[str] = frozenset()
+    students: frozenset[str] = frozenset()
+    private: bool = False
+    archive: bool = False
+    default: bool = False
+    image: Any = None
+    image_instructor: Any = None
+    datadir: bool = False
+    datadir_readwrite: bool = False
+    restrict_submit: bool = False
+    coursedir_slug: str = ""
+    nbgrader_config: str = ""
+    student_umask: str | None = None
+    create_userdata: bool = False
+    extra_instructor_groups: tuple[tuple[str, int], ...] = ()
+    extra_student_groups: tuple[tuple[str, int], ...] = ()
+    kubespawner_override: dict = field(default_factory=dict, hash=False)
+    jupyterlab: bool = True
+    resources: dict[str, Resources] = field(default_factory=dict, hash=False)
+    cull: Cull = Cull()
+    instructor_groups: frozenset[str] = frozenset()
+    student_groups: frozenset[str] = frozenset()
+    description: str = ""
+
+    @property
+    def has_instructor_mode(self) -> bool:
+        """Reference rule: only courses with a gid or listed instructors get
+        an instructor variant (and course storage)."""
+        return self.gid is not None or bool(self.instructors)
+
+    @property
+    def directory(self) -> str:
+        """Name of the course's directories on storage."""
+        return self.coursedir_slug or self.slug
+
+    def profile_slug(self, role: str) -> str:
+        return self.slug + (INSTRUCTOR_SUFFIX if role == ROLE_INSTRUCTOR else "")
+
+
+def parse_profile_slug(profile: str) -> tuple[str, str]:
+    """``intro-instructor`` -> (``intro``, instructor); ``intro`` -> student."""
+    if profile.endswith(INSTRUCTOR_SUFFIX):
+        return profile[: -len(INSTRUCTOR_SUFFIX)], ROLE_INSTRUCTOR
+    return profile, ROLE_STUDENT
+
+
+# --- field validators: each returns the clean value or raises CourseError ----
+def _bool(value, key):
+    if not isinstance(value, bool):
+        raise CourseError(f"key '{key}' must be true or false, not {value!r}")
+    return value
+
+
+def _str(value, key):
+    if not isinstance(value, str):
+        raise CourseError(f"key '{key}' must be text, not {value!r}")
+    return value
+
+
+def _gid(value, key):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CourseError(f"key '{key}' must be a positive group id, not {value!r}")
+    return value
+
+
+def _usernames(value, key):
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list | tuple | set) or not all(
+        isinstance(u, str) for u in value
+    ):
+        raise CourseError(f"key '{key}' must be a list of usernames")
+    return frozenset(u.strip() for u in value if u.strip())
+
+
+def _groups(value, key):
+    names = _usernames(value, key)
+    return names
+
+
+def _dirslug(value, key):
+    value = _str(value, key)
+    if not SLUG_RE.match(value):
+        raise CourseError(
+            f"key '{key}' must be a directory name of lowercase letters, digits,"
+            f" '-' and '_' (no '/', no '..'), not {value!r}"
+        )
+    return value
+
+
+def _umask(value, key):
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
+        # YAML 1.1 reads an unquoted 0007 as the octal number 7.
+        return f"{value:04o}"
+    if isinstance(value, str) and _UMASK_RE.match(value):
+        return value.rjust(4, "0")
+    raise CourseError(f"key '{key}' must be an octal umask such as '0007'")
+
+
+def _extra_groups(value, key):
+    if value is None:
+        return ()
+    out = []
+    for item in value if isinstance(value, list) else [None]:
+        if (
+            not isinstance(item, list | tuple)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or isinstance(item[1], bool)
+            or not isinstance(item[1], int)
+        ):
+            raise CourseError(
+                f"key '{key}' must be a list of [group-name, gid] pairs,"
+                f" e.g. [[jupyter-other, 70123]]; got {value!r}"
+            )
+        out.append((item[0], item[1]))
+    return tuple(out)
+
+
+def _image(value, key):
+    if isinstance(value, str) and value:
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], datetime.date)
+    ):
+        return (value[0], value[1])
+    raise CourseError(
+        f"key '{key}' must be an image name, an alias such as DEFAULT, or"
+        f" [series, YYYY-MM-DD]; got {value!r}"
+    )
+
+
+def _override(value, key):
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise CourseError(f"key '{key}' must be a mapping of KubeSpawner options")
+    return dict(value)
+
+
+def _number(value, key, what):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise CourseError(f"{key}: '{what}' must be a non-negative number")
+    return value
+
+
+def _memory(value, key, what):
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _MEM_RE.match(value):
+        return value
+    raise CourseError(f"{key}: '{what}' must be bytes or a size such as 2G or 512Mi")
+
+
+_RESOURCE_KEYS = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+
+
+def _resources(value, key):
+    if not isinstance(value, dict):
+        raise CourseError(f"key '{key}' must map roles (student, instructor) to limits")
+    out = {}
+    for role, spec in value.items():
+        where = f"key '{key}.{role}'"
+        if role not in ROLES:
+            raise CourseError(f"{where}: unknown role; use one of {list(ROLES)}")
+        if not isinstance(spec, dict):
+            raise CourseError(f"{where} must be a mapping of {list(_RESOURCE_KEYS)}")
+        _reject_unknown(spec, _RESOURCE_KEYS, f"{key}.{role}")
+        out[role] = Resources(
+            cpu_limit=_number(spec.get("cpu_limit"), where, "cpu_limit"),
+            cpu_guarantee=_number(spec.get("cpu_guarantee"), where, "cpu_guarantee"),
+            mem_limit=_memory(spec.get("mem_limit"), where, "mem_limit"),
+            mem_guarantee=_memory(spec.get("mem_guarantee"), where, "mem_guarantee"),
+        )
+    return out
+
+
+def _cull(value, key):
+    if not isinstance(value, dict):
+        raise CourseError(f"key '{key}' must be a mapping of inactive_timeout, max_age")
+    _reject_unknown(value, ("inactive_timeout", "max_age"), key)
+    where = f"key '{key}'"
+    timeout = _number(value.get("inactive_timeout"), where, "inactive_timeout")
+    max_age = _number(value.get("max_age"), where, "max_age")
+    return Cull(
+        inactive_timeout=None if timeout is None else int(timeout),
+        max_age=None if max_age is None else int(max_age),
+    )
+
+
+# key -> validator. The first block is the reference deployment's vocabulary.
+FIELDS = {
+    "name": _str,
+    "gid": _gid,
+    "instructors": _usernames,
+    "students": _usernames,
+    "private": _bool,
+    "archive": _bool,
+    "default": _bool,
+    "image": _image,
+    "image_instructor": _image,
+    "datadir": _bool,
+    "datadir_readwrite": _bool,
+    "restrict_submit": _bool,
+    "coursedir_slug": _dirslug,
+    "nbgrader_config": _str,
+    "student_umask": _umask,
+    "create_userdata": _bool,
+    "extra_instructor_groups": _extra_groups,
+    "extra_student_groups": _extra_groups,
+    "kubespawner_override": _override,
+    "jupyterlab": _bool,
+    # aaltohub additions
+    "resources": _resources,
+    "cull": _cull,
+    "instructor_groups": _groups,
+    "student_groups": _groups,
+    "description": _str,
+}
+ROSTER_FIELDS = ("students", "instructors")
+
+
+def _reject_unknown(data: dict, allowed, where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise CourseError(
+                f"key '{where + '.' if where else ''}{key}' is unknown{suggestion}"
+            )
+
+
+def build_course(
+    slug: str, data: Any, roster: Any = None, source: str = "", roster_source: str = ""
+) -> Course:
+    """Validate parsed YAML (and an optional roster) into a Course.
+
+    Raises CourseError whose message starts with the file name.
+    """
+    where = source or f"{slug}.yaml"
+    if not SLUG_RE.match(slug) or slug.endswith(INSTRUCTOR_SUFFIX):
+        raise CourseError(
+            f"course file {where}: the file name must be <slug>.yaml with a slug of"
+            " lowercase letters, digits, '-' and '_', not ending in -instructor"
+        )
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CourseError(f"course file {where}: expected a mapping of course keys")
+    values: dict[str, Any] = {}
+    try:
+        _reject_unknown(data, FIELDS, "")
+        for key, value in data.items():
+            values[key] = FIELDS[key](value, key)
+    except CourseError as e:
+        raise CourseError(f"course file {where}: {e}") from None
+    if roster is not None:
+        rwhere = roster_source or f"{slug}-users.yaml"
+        if not isinstance(roster, dict):
+            raise CourseError(f"roster file {rwhere}: expected students:/instructors:")
+        try:
+            _reject_unknown(roster, ROSTER_FIELDS, "")
+            for key in ROSTER_FIELDS:
+                if key in roster:
+                    values[key] = values.get(key, frozenset()) | _usernames(
+                        roster[key], key
+                    )
+        except CourseError as e:
+            raise CourseError(f"roster file {rwhere}: {e}") from None
+    values.setdefault("name", slug)
+    values.setdefault("coursedir_slug", slug)
+    return Course(slug=slug, source=where, **values)

@@ -1,0 +1,89 @@
+"""Give each course its own nbgrader configuration file."""
+
+from __future__ import annotations
+
+from traitlets import Int, Unicode
+
+from ..plan import SpawnContext, SpawnPlan
+from .base import SpawnHook
+
+CONFIG_FILE = "jupyter/nbgrader_config.py"
+
+
+class NbgraderHook(SpawnHook):
+    """Write ``nbgrader_config.py`` for the course and point Jupyter at it.
+
+    Every value is written with ``repr()``, so it is a Python literal and
+    never interpolated by a shell. The course's own ``nbgrader_config``
+    lines are appended verbatim: they are instructor-controlled
+    configuration that nbgrader (not the hub) evaluates inside the server.
+    The file reaches the server through ``JUPYTER_CONFIG_PATH``.
+    """
+
+    timezone = Unicode(
+        "Europe/Helsinki", help="Exchange.timezone and NbGraderAPI.timezone."
+    ).tag(config=True)
+    assignment_dir = Unicode(
+        "/notebooks/", help="Where students fetch assignments to."
+    ).tag(config=True)
+    execute_timeout = Int(240, help="Seconds a cell may run during autograding.").tag(
+        config=True
+    )
+    instructor_log_file = Unicode(
+        ".nbgrader.log",
+        help="Instructor-mode log file, relative to the course directory.",
+    ).tag(config=True)
+    course_root = Unicode(
+        "/course", help="CourseDirectory.root: where instructors see course files."
+    ).tag(config=True)
+    exchange_root = Unicode(
+        "/srv/nbgrader/exchange", help="Exchange.root inside the server."
+    ).tag(config=True)
+
+    def settings(self, ctx: SpawnContext) -> list[tuple[str, object]]:
+        slug = ctx.course.slug
+        pairs = [
+            ("CourseDirectory.root", self.course_root),
+            ("CourseDirectory.groupshared", True),
+            ("CourseDirectory.course_id", slug),
+            (
+                "CourseDirectory.ignore",
+                [".ipynb_checkpoints", "*.pyc*", "__pycache__", "feedback", ".*"],
+            ),
+            ("Exchange.course_id", slug),
+            ("Exchange.root", self.exchange_root),
+            ("Exchange.path_includes_course", True),
+            ("Exchange.assignment_dir", self.assignment_dir),
+            ("Exchange.timezone", self.timezone),
+            ("NbGraderAPI.timezone", self.timezone),
+            ("AssignmentList.assignment_dir", self.assignment_dir),
+            ("ExecutePreprocessor.timeout", self.execute_timeout),
+            ("Execute.timeout", self.execute_timeout),
+            ("Validator.validate_all", True),
+            ("CollectApp.check_owner", False),
+        ]
+        if ctx.as_instructor:
+            log = self.course_root.rstrip("/") + "/" + self.instructor_log_file
+            pairs.append(("NbGrader.logfile", log))
+        return pairs
+
+    def render(self, ctx: SpawnContext) -> str:
+        lines = [
+            f"# nbgrader configuration for course {ctx.course.slug!r},"
+            " written by aaltohub",
+            "c = get_config()  # noqa",
+        ]
+        lines += [f"c.{key} = {value!r}" for key, value in self.settings(ctx)]
+        if ctx.course.nbgrader_config.strip():
+            lines += ["", "# From the course file:", ctx.course.nbgrader_config]
+        return "\n".join(lines).rstrip("\n") + "\n"
+
+    def apply(self, ctx: SpawnContext, plan: SpawnPlan):
+        if ctx.course is None or not ctx.course.has_instructor_mode:
+            return
+        plan.files[CONFIG_FILE] = self.render(ctx)
+        config_dir = f"{ctx.files_root}/jupyter"
+        existing = plan.env.get("JUPYTER_CONFIG_PATH")
+        plan.env["JUPYTER_CONFIG_PATH"] = (
+            f"{config_dir}:{existing}" if existing else config_dir
+        )
