@@ -1,0 +1,1 @@
+"""Sub-commands of the ``aaltohub`` command line, one module each."""

@@ -1,0 +1,42 @@
+"""``aaltohub validate DIR``: check every course file, exit non-zero on errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..catalog import CourseCatalog
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check a course directory; exits 1 if any file is invalid",
+        description="Load every course file in DIR the way the hub does and"
+        " report each problem with the file, the key and the fix.",
+    )
+    p.add_argument("path", metavar="DIR", help="course catalog directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if not os.path.isdir(args.path):
+        print(f"error: {args.path} is not a directory")
+        return 2
+    catalog = CourseCatalog(path=args.path).load()
+    problems = catalog.problems()
+    if args.json:
+        print(
+            json.dumps(
+                {"courses": sorted(catalog.courses), "problems": problems}, indent=2
+            )
+        )
+    else:
+        for line in problems:
+            print(f"error: {line}")
+        print(
+            f"{len(catalog.courses)} course(s) valid, {len(problems)} problem(s)"
+            f" in {args.path}"
+        )
+    return 1 if problems else 0
