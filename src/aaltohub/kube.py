@@ -1,0 +1,249 @@
+"""CourseSpawner: a KubeSpawner whose profiles are the user's courses.
+
+It stays a drop-in KubeSpawner: every KubeSpawner option (and so every
+z2jh ``singleuser.*`` setting) still applies; the course plan is added on
+top, in ``load_user_options()``, after KubeSpawner has applied the chosen
+profile's overrides (kubespawner issue 339).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from jupyterhub.utils import maybe_future
+from kubespawner import KubeSpawner
+from kubespawner.slugs import multi_slug, safe_slug
+from traitlets import Unicode, default
+
+from .plan import NFS_VOLUME, SpawnPlan
+from .spawn import CourseSpawnMixin
+
+_RESOURCE_TRAITS = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+FILES_VOLUME = "aaltohub-files"
+ANNOTATION_PREFIX = "aaltohub/file."
+
+
+def _literal(value):
+    """Protect text from KubeSpawner's ``{field}`` template expansion."""
+    if isinstance(value, str):
+        return value.replace("{", "{{").replace("}", "}}")
+    return value
+
+
+def _annotation_key(path: str) -> str:
+    return ANNOTATION_PREFIX + path.replace("/", ".")
+
+
+class CourseSpawner(CourseSpawnMixin, KubeSpawner):
+    """KubeSpawner with course profiles, server-side access checks, and
+    per-course mounts, identity and configuration."""
+
+    storage_claim = Unicode(
+        "jupyter-nfs",
+        help="""PersistentVolumeClaim of the campus NFS share that homes,
+        course files, course data and exchanges are sub-paths of.""",
+    ).tag(config=True)
+
+    pod_name_course_template = Unicode(
+        "jupyter-{username}-{course}",
+        help="""Pod name of a course server. ``{username}`` is KubeSpawner's
+        safe slug of the user name; ``{course}`` the course slug. Named
+        servers get ``-{servername}`` appended.""",
+    ).tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._configured = self._snapshot_config()
+        self._plan: SpawnPlan | None = None
+        self._course_state: dict = {}
+
+    @default("profile_list")
+    def _default_profile_list(self) -> Callable:
+        return self.course_profiles
+
+    # --- no leaks between spawns -------------------------------------------------
+    def _snapshot_config(self) -> dict:
+        snap = {}
+        for name in self.trait_names(config=True):
+            value = getattr(self, name)
+            snap[name] = value if callable(value) else copy.deepcopy(value)
+        return snap
+
+    def _restore_config(self) -> None:
+        """Put back every configured value a previous spawn changed.
+
+        The spawner object is reused for every start of this server, and
+        profile overrides mutate trait dicts in place.
+        """
+        for name, value in self._configured.items():
+            if callable(value):
+                if getattr(self, name) is not value:
+                    setattr(self, name, value)
+            elif getattr(self, name) != value:
+                setattr(self, name, copy.deepcopy(value))
+
+    def clear_state(self):
+        self._restore_config()
+        self._plan = None
+        self._course_state = {}
+        super().clear_state()
+
+    # --- the spawn sequence --------------------------------------------------------
+    async def run_auth_state_hook(self, auth_state):
+        self.remember_auth_state(auth_state)
+        await super().run_auth_state_hook(auth_state)
+
+    async def run_pre_spawn_hook(self):
+        # Checked here as well as in the form, because API spawns skip it.
+        profile = (self.user_options or {}).get("profile")
+        await self.authorize(await self.effective_profile(profile))
+        return await maybe_future(super().run_pre_spawn_hook())
+
+    async def load_user_options(self):
+        await super().load_user_options()  # applies the profile's overrides
+        profile = await self.effective_profile((self.user_options or {}).get("profile"))
+        defaults = {name: getattr(self, name) for name in _RESOURCE_TRAITS}
+        plan = await self.build_plan(profile, defaults)
+        course, role = self.resolve_profile(profile)
+        self._apply_plan(plan, course.slug if course else None, role)
+
+    def _apply_plan(self, plan: SpawnPlan, course: str | None, role: str) -> None:
+        self._plan = plan
+        self.uid, self.gid = plan.uid, plan.gid
+        self.supplemental_gids = list(plan.supplemental_gids)
+        self.fs_gid = None  # NFS ignores fsGroup; never chown the share
+        if not plan.start_as_root:
+            self.allow_privilege_escalation = False
+            if isinstance(self.container_security_context, dict):
+                self.container_security_context = {
+                    **self.container_security_context,
+                    "runAsNonRoot": True,
+                }
+        for name in _RESOURCE_TRAITS:
+            value = getattr(plan.resources, name)
+            if value is not None:
+                setattr(self, name, value)
+        if plan.image:
+            self.image = plan.image
+        if plan.default_url:
+            self.default_url = plan.default_url
+        if plan.working_dir:
+            self.working_dir = plan.working_dir
+        self._add_volumes(plan)
+        self.extra_labels = {**self.extra_labels, **plan.labels}
+        self.extra_annotations = {
+            **self.extra_annotations,
+            **{_annotation_key(p): _literal(t) for p, t in plan.files.items()},
+        }
+        if course:
+            self.pod_name = self._course_pod_name(course)
+            self.dns_name = self.dns_name_template.format(
+                namespace=self.namespace, name=self.pod_name
+            )
+        self._course_state = {
+            "course": course,
+            "role": role,
+            "cull_inactive_timeout": plan.cull_inactive_timeout,
+            "cull_max_age": plan.cull_max_age,
+        }
+
+    def _add_volumes(self, plan: SpawnPlan) -> None:
+        volumes = [
+            {
+                "name": NFS_VOLUME,
+                "persistentVolumeClaim": {"claimName": self.storage_claim},
+            }
+        ]
+        if plan.files:
+            volumes.append(
+                {
+                    "name": FILES_VOLUME,
+                    "downwardAPI": {
+                        "defaultMode": 0o444,
+                        "items": [
+                            {
+                                "path": path,
+                                "fieldRef": {
+                                    "fieldPath": "metadata.annotations"
+                                    f"['{_annotation_key(path)}']"
+                                },
+                            }
+                            for path in sorted(plan.files)
+                        ],
+                    },
+                }
+            )
+        mounts = [
+            {
+                "name": m.volume,
+                "mountPath": m.target,
+                "subPath": _literal(m.sub_path),
+                "readOnly": m.read_only,
+            }
+            for m in plan.mounts
+        ]
+        if plan.files:
+            mounts.append(
+                {"name": FILES_VOLUME, "mountPath": self.files_root, "readOnly": True}
+            )
+        # A deployer's own definition of the NFS volume wins; course mounts
+        # win over configured mounts at the same path.
+        self.volumes = _merge(self.volumes, volumes, "name", replace=False)
+        self.volume_mounts = _merge(self.volume_mounts, mounts, "mountPath", True)
+
+    def _course_pod_name(self, course: str) -> str:
+        username = self._expand_user_properties("{username}")
+        name = self.pod_name_course_template.format(username=username, course=course)
+        if self.name:
+            name = f"{name}-{safe_slug(self.name, max_length=20)}"
+        if len(name) > 63:
+            name = "jupyter-" + multi_slug([self.user.name, course, self.name], 55)
+        return name
+
+    def get_env(self):
+        env = super().get_env()
+        if self._plan is not None:
+            # Not passed through KubeSpawner's template expansion: a user's
+            # display name may contain braces.
+            env.update(self._plan.env)
+        return env
+
+    # --- state that survives a hub restart -----------------------------------------
+    def get_state(self):
+        state = super().get_state()
+        if self._course_state:
+            state["aaltohub"] = dict(self._course_state)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._course_state = dict(state.get("aaltohub") or {})
+
+    @property
+    def course_slug(self) -> str | None:
+        return self._course_state.get("course")
+
+    @property
+    def course_role(self) -> str | None:
+        return self._course_state.get("role")
+
+
+def _merge(configured, added: list[dict], key: str, replace: bool):
+    """Add entries to a list- or dict-form KubeSpawner trait (z2jh uses
+    dicts). With ``replace``, an added entry replaces a configured one with
+    the same key; without, the configured one is kept."""
+    existing = configured.values() if isinstance(configured, dict) else configured
+    taken = {e.get(key) for e in existing if isinstance(e, dict)}
+    if not replace:
+        added = [e for e in added if e[key] not in taken]
+    keys = {e[key] for e in added}
+
+    def keep(e):
+        return not (isinstance(e, dict) and e.get(key) in keys)
+
+    if isinstance(configured, dict):
+        merged = {k: v for k, v in configured.items() if keep(v)}
+        merged.update({f"aaltohub-{e[key]}": e for e in added})
+        return merged
+    return [e for e in configured if keep(e)] + added

@@ -1,0 +1,258 @@
+"""CourseSpawnMixin: what every course-aware spawner shares.
+
+The profile list, the server-side access check and the spawn plan are the
+same whether the server becomes a pod (kube.py) or a local process
+(local.py); only the adapter that applies the plan differs.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+
+from tornado import web
+from traitlets import Any, Dict, List, Type, Unicode
+from traitlets.config import LoggingConfigurable
+
+from . import access
+from .access import AccessDenied, Viewer
+from .catalog import CourseCatalog
+from .course import ROLE_STUDENT, Course, parse_profile_slug
+from .hooks import DEFAULT_HOOKS, SpawnHook, run_hooks
+from .identity.base import (
+    Identity,
+    IdentityError,
+    IdentityProvider,
+    IdentityUnavailable,
+)
+from .plan import SpawnContext, SpawnPlan
+from .profiles import ProfileBuilder
+
+# One catalog, identity provider and profile cache per hub config, shared by
+# all spawner objects: they are cheap to ask and expensive to build.
+_SHARED: dict[tuple, tuple[object, object]] = {}
+
+
+def _shared(cls, config, factory):
+    key = (cls, id(config))
+    hit = _SHARED.get(key)
+    if hit is None or hit[0] is not config:
+        hit = _SHARED[key] = (config, factory())
+    return hit[1]
+
+
+def user_error(status: int, message: str) -> web.HTTPError:
+    """An HTTPError whose message JupyterHub shows to the user as is."""
+    err = web.HTTPError(status, "%s", message)
+    err.jupyterhub_message = message
+    return err
+
+
+class CourseSpawnMixin(LoggingConfigurable):
+    """Course profiles, authorization and spawn plans for any Spawner."""
+
+    identity_class = Type(
+        "aaltohub.identity.NSSIdentity",
+        klass=IdentityProvider,
+        help="""Where uid, gid, name, email and groups come from:
+        ``aaltohub.LDAPIdentity``, ``aaltohub.NSSIdentity`` or
+        ``aaltohub.StaticIdentity`` (or your own IdentityProvider).""",
+    ).tag(config=True)
+
+    hooks = List(
+        Type(klass=SpawnHook),
+        default_value=DEFAULT_HOOKS,
+        help="""Spawn hooks applied in order to build the server's plan.
+        Append your own SpawnHook subclass (or its import string) to add a
+        concern without touching the library.""",
+    ).tag(config=True)
+
+    general_profiles = List(
+        Dict(),
+        help="""Profiles shown before the courses, e.g. general Python, R,
+        Julia or GPU environments, in KubeSpawner profile_list form (slug,
+        display_name, kubespawner_override). They are not courses: no course
+        mounts are added.""",
+    ).tag(config=True)
+
+    instructor_label = Unicode(
+        "instructor",
+        help="Text appended to the name of a course's instructor variant.",
+    ).tag(config=True)
+
+    files_root = Unicode(
+        "/etc/aaltohub",
+        help="""Directory inside the server where generated files (the
+        course's nbgrader_config.py, the git identity) appear.""",
+    ).tag(config=True)
+
+    #: The identity from auth_state, if the authenticator attached one.
+    _auth_identity = Any(None)
+
+    # --- shared services --------------------------------------------------------
+    @property
+    def catalog(self) -> CourseCatalog:
+        def make():
+            return CourseCatalog(config=self.config).load()
+
+        return _shared(CourseCatalog, self.config, make)
+
+    @property
+    def identity_provider(self) -> IdentityProvider:
+        return _shared(
+            self.identity_class,
+            self.config,
+            lambda: self.identity_class(config=self.config),
+        )
+
+    @property
+    def profile_builder(self) -> ProfileBuilder:
+        return _shared(
+            ProfileBuilder,
+            self.config,
+            lambda: ProfileBuilder(self.catalog, self.instructor_label),
+        )
+
+    # --- identity -----------------------------------------------------------------
+    def remember_auth_state(self, auth_state: dict | None) -> None:
+        """Take the identity the authenticator stored, if any."""
+        record = (auth_state or {}).get("identity")
+        if not record:
+            return
+        try:
+            identity = Identity.from_dict(record)
+        except ValueError as e:
+            self.log.warning(
+                "ignoring identity in auth_state of %s: %s", self._uname, e
+            )
+            return
+        if identity.username == self._uname:
+            self._auth_identity = identity
+            self.identity_provider.remember(identity)
+
+    @property
+    def _uname(self) -> str:
+        return self.user.name
+
+    async def get_identity(self) -> Identity:
+        provider = self.identity_provider
+        try:
+            return await provider.lookup(self._uname)
+        except IdentityUnavailable:
+            if self._auth_identity is not None:
+                self.log.warning(
+                    "spawn user=%s action=identity outcome=auth-state-fallback",
+                    self._uname,
+                )
+                return self._auth_identity
+            raise
+
+    async def get_viewer(self, strict: bool = False) -> Viewer:
+        """The user as the access rules see them.
+
+        With ``strict=False`` (building the form) a failed lookup yields a
+        viewer without groups: the form still renders, and the real check
+        at spawn time reports the problem.
+        """
+        try:
+            identity = await self.get_identity()
+            groups = identity.groups
+        except IdentityError as e:
+            if strict:
+                raise
+            self.log.warning("profile list for %s without groups: %s", self._uname, e)
+            groups = frozenset()
+        return Viewer(self._uname, bool(self.user.admin), groups)
+
+    # --- profiles and authorization ----------------------------------------------
+    async def course_profiles(self, spawner=None) -> list[dict]:
+        """The callable profile list: general profiles, then offered courses."""
+        await self.catalog.ensure_fresh()
+        viewer = await self.get_viewer()
+        return self.profile_builder.profiles_for(viewer, self.general_profiles)
+
+    async def effective_profile(self, profile: str | None) -> str | None:
+        """The slug that will really be used: the default one if none given."""
+        if profile:
+            return profile
+        profiles = await self.course_profiles()
+        chosen = next((p for p in profiles if p.get("default")), None)
+        chosen = chosen or (profiles[0] if profiles else None)
+        return chosen.get("slug") if chosen else None
+
+    async def run_options_from_form(self, form_data):
+        """Check the posted choice here too, so a crafted form gets a 403
+        answer on the spot instead of a failed spawn later."""
+        options = super().run_options_from_form(form_data)
+        if inspect.isawaitable(options):
+            options = await options
+        if not isinstance(options, dict):
+            raise user_error(400, "The server options form could not be read.")
+        await self.authorize(await self.effective_profile(options.get("profile")))
+        return options
+
+    def resolve_profile(self, profile: str | None) -> tuple[Course | None, str]:
+        """Map a profile slug to (course, role); general profiles have no course."""
+        if not profile or any(p.get("slug") == profile for p in self.general_profiles):
+            return None, ROLE_STUDENT
+        slug, role = parse_profile_slug(profile)
+        return self.catalog.get(slug), role
+
+    async def authorize(self, profile: str | None) -> tuple[Course | None, str]:
+        """The server-side check: raise HTTP 403 unless the user may start
+        ``profile``. Returns (course, role) on success."""
+        if profile and not isinstance(profile, str):
+            raise user_error(400, "The 'profile' option must be a profile name.")
+        course, role = self.resolve_profile(profile)
+        general = course is None and (
+            not profile or any(p.get("slug") == profile for p in self.general_profiles)
+        )
+        if general:
+            return None, role
+        await self.catalog.ensure_fresh()
+        try:
+            viewer = await self.get_viewer(strict=True)
+        except IdentityError as e:
+            status = 503 if isinstance(e, IdentityUnavailable) else 403
+            self._audit(profile, role, "refused", str(e), logging.WARNING)
+            raise user_error(status, str(e)) from e
+        try:
+            access.check(course, viewer, role, self.catalog.rules)
+        except AccessDenied as e:
+            self._audit(profile, role, "refused", str(e), logging.WARNING)
+            raise user_error(403, str(e)) from e
+        return course, role
+
+    def _audit(self, profile, role, outcome, reason="", level=logging.INFO):
+        self.log.log(
+            level,
+            "spawn user=%s server=%s profile=%s role=%s action=authorize outcome=%s%s",
+            self._uname,
+            getattr(self, "name", "") or "-",
+            profile or "-",
+            role,
+            outcome,
+            f" reason={reason!r}" if reason else "",
+        )
+
+    # --- the plan -------------------------------------------------------------------
+    async def build_plan(self, profile: str | None, defaults: dict) -> SpawnPlan:
+        """Authorize, then run the hooks on a fresh plan."""
+        course, role = await self.authorize(profile)
+        identity = await self.get_identity()
+        image = self.catalog.image_for(course, role) if course else ""
+        ctx = SpawnContext(
+            viewer=Viewer(self._uname, bool(self.user.admin), identity.groups),
+            identity=identity,
+            course=course,
+            role=role,
+            server_name=getattr(self, "name", "") or "",
+            image=image,
+            files_root=self.files_root,
+            defaults=copy.deepcopy(defaults),
+        )
+        hooks = [cls(parent=self) for cls in self.hooks]
+        plan = await run_hooks(hooks, ctx, SpawnPlan())
+        self._audit(profile, role, "planned")
+        return plan

@@ -1,0 +1,72 @@
+"""Helpers to build CourseSpawner objects and their pod manifests offline."""
+
+from __future__ import annotations
+
+from unittest.mock import Mock
+
+from jupyterhub.objects import Hub, Server
+from traitlets.config import Config
+
+
+class MockUser(Mock):
+    """The parts of a JupyterHub User that KubeSpawner reads."""
+
+    def __init__(self, name: str, admin: bool = False):
+        super().__init__()
+        self.name = name
+        self.admin = admin
+        self.id = abs(hash(name)) % 10_000
+        self.server = Server()
+
+    @property
+    def escaped_name(self):
+        return self.name
+
+    @property
+    def url(self):
+        return self.server.url
+
+
+def base_config(catalog_dir, users_file) -> Config:
+    c = Config()
+    c.CourseCatalog.path = str(catalog_dir)
+    c.CourseCatalog.reload_interval = 0
+    c.CourseSpawner.identity_class = "aaltohub.identity.StaticIdentity"
+    c.StaticIdentity.path = str(users_file)
+    c.CourseSpawner.image = "example/notebook:base"
+    c.CourseSpawner.cpu_limit = 1.0
+    c.CourseSpawner.mem_limit = "1G"
+    c.CourseSpawner.general_profiles = [
+        {
+            "slug": "general-python",
+            "display_name": "Python: general use",
+            "default": True,
+            "kubespawner_override": {"image": "example/notebook:general"},
+        }
+    ]
+    return c
+
+
+def make_spawner(config: Config, username: str, admin: bool = False, name: str = ""):
+    from aaltohub.kube import CourseSpawner
+
+    return CourseSpawner(
+        config=config, user=MockUser(username, admin), hub=Hub(), name=name, _mock=True
+    )
+
+
+async def spawn_manifest(spawner, profile: str | None):
+    """Run the spawn sequence up to the pod manifest, as JupyterHub would:
+    clear_state, pre-spawn hook (authorization), then start()'s
+    load_user_options and get_pod_manifest."""
+    spawner.user_options = {"profile": profile} if profile else {}
+    spawner.clear_state()
+    await spawner.run_pre_spawn_hook()
+    await spawner.load_user_options()
+    return await spawner.get_pod_manifest()
+
+
+def to_dict(pod) -> dict:
+    from kubernetes_asyncio.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(pod)
