@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from unittest.mock import Mock
 
 from jupyterhub.objects import Hub, Server
@@ -50,8 +51,13 @@ def base_config(catalog_dir, users_file) -> Config:
 def make_spawner(config: Config, username: str, admin: bool = False, name: str = ""):
     from aaltohub.kube import CourseSpawner
 
+    orm_spawner = SimpleNamespace(name=name, server=None, user_options=None)
     return CourseSpawner(
-        config=config, user=MockUser(username, admin), hub=Hub(), name=name, _mock=True
+        config=config,
+        user=MockUser(username, admin),
+        hub=Hub(),
+        orm_spawner=orm_spawner,
+        _mock=True,
     )
 
 

@@ -101,11 +101,11 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
         return await maybe_future(super().run_pre_spawn_hook())
 
     async def load_user_options(self):
-        await super().load_user_options()  # applies the profile's overrides
         profile = await self.effective_profile((self.user_options or {}).get("profile"))
+        course, role = await self.authorize(profile)  # again: start() is the last gate
+        await super().load_user_options()  # applies the profile's overrides
         defaults = {name: getattr(self, name) for name in _RESOURCE_TRAITS}
-        plan = await self.build_plan(profile, defaults)
-        course, role = self.resolve_profile(profile)
+        plan = await self.build_plan(course, role, defaults)
         self._apply_plan(plan, course.slug if course else None, role)
 
     def _apply_plan(self, plan: SpawnPlan, course: str | None, role: str) -> None:

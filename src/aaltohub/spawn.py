@@ -237,9 +237,11 @@ class CourseSpawnMixin(LoggingConfigurable):
         )
 
     # --- the plan -------------------------------------------------------------------
-    async def build_plan(self, profile: str | None, defaults: dict) -> SpawnPlan:
-        """Authorize, then run the hooks on a fresh plan."""
-        course, role = await self.authorize(profile)
+    async def build_plan(
+        self, course: Course | None, role: str, defaults: dict
+    ) -> SpawnPlan:
+        """Run the hooks on a fresh plan, for a course and role that
+        :meth:`authorize` has already allowed."""
         identity = await self.get_identity()
         image = self.catalog.image_for(course, role) if course else ""
         ctx = SpawnContext(
@@ -254,5 +256,5 @@ class CourseSpawnMixin(LoggingConfigurable):
         )
         hooks = [cls(parent=self) for cls in self.hooks]
         plan = await run_hooks(hooks, ctx, SpawnPlan())
-        self._audit(profile, role, "planned")
+        self._audit(course.slug if course else None, role, "planned")
         return plan
