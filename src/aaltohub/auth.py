@@ -1,0 +1,329 @@
+"""Authenticators: attach an Identity to any login, and a password login
+against LDAP.
+
+``IdentityAuthenticatorMixin`` goes in front of any JupyterHub Authenticator::
+
+    from oauthenticator.azuread import AzureAdOAuthenticator
+    from aaltohub.auth import IdentityAuthenticatorMixin
+
+    class AzureAD(IdentityAuthenticatorMixin, AzureAdOAuthenticator):
+        pass
+
+    c.JupyterHub.authenticator_class = AzureAD
+    c.AzureAD.identity_class = "aaltohub.identity.LDAPIdentity"
+    c.LDAPIdentity.server_urls = ["ldaps://ldap.example.org"]
+
+After a successful login the user's identity (uid, gid, home, name, email,
+groups) is stored in ``auth_state["identity"]``, and users the directory
+does not know (or cannot be served, e.g. system uids) are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from ldap3.utils.dn import escape_rdn
+from tornado import web
+from traitlets import Instance, List, TraitError, Type, Unicode, default, validate
+
+from .identity import (
+    Identity,
+    IdentityError,
+    IdentityProvider,
+    IdentityUnavailable,
+    InvalidIdentity,
+    InvalidUsername,
+    LDAPIdentity,
+    UnknownUser,
+)
+
+#: auth_state keys written by the mixin (read by the spawner).
+AUTH_STATE_IDENTITY = "identity"
+AUTH_STATE_IDENTITY_TIME = "identity_updated"
+
+_REASONS = {
+    InvalidUsername: "invalid-username",
+    UnknownUser: "unknown-user",
+    InvalidIdentity: "invalid-identity",
+    IdentityUnavailable: "directory-unavailable",
+}
+
+
+def _reason(error: IdentityError) -> str:
+    for cls, reason in _REASONS.items():
+        if isinstance(error, cls):
+            return reason
+    return "identity-error"
+
+
+def _show(name: object) -> str:
+    """A username safe for one log line, even if it is hostile input."""
+    text = str(name)
+    return repr(text if len(text) <= 64 else text[:64] + "...")
+
+
+def identity_from_auth_state(auth_state: dict[str, Any] | None) -> Identity | None:
+    """The identity stored by the mixin, or None (no auth_state, or invalid)."""
+    data = (auth_state or {}).get(AUTH_STATE_IDENTITY)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Identity.from_dict(data)
+    except ValueError:
+        return None
+
+
+class IdentityAuthenticatorMixin(Authenticator):
+    """Adds a directory identity to the logins of any Authenticator.
+
+    Put it first in the bases: ``class A(IdentityAuthenticatorMixin, X)``.
+    Works without ``enable_auth_state`` too: then logins are still checked
+    against the directory, and the spawner looks the identity up itself.
+    """
+
+    identity_class = Type(
+        default_value="aaltohub.identity.NSSIdentity",
+        klass=IdentityProvider,
+        help="""Identity provider that maps a login name to uid, gid, home,
+        name, email and groups: ``aaltohub.identity.NSSIdentity`` (sssd),
+        ``aaltohub.identity.LDAPIdentity`` or
+        ``aaltohub.identity.StaticIdentity``. Configure it in its own section,
+        e.g. ``c.LDAPIdentity.server_urls``.""",
+    ).tag(config=True)
+
+    identity_provider = Instance(
+        IdentityProvider,
+        help="""The provider instance, created from ``identity_class`` on
+        first use. Not configurable; set ``identity_class`` instead.""",
+    )
+
+    @default("identity_provider")
+    def _default_identity_provider(self):
+        # parent=self: c.LDAPIdentity.* (and c.<ThisClass>.LDAPIdentity.*)
+        # reach the provider through the normal traitlets config chain.
+        return self.identity_class(parent=self)
+
+    def check_allow_config(self):
+        super().check_allow_config()
+        # JupyterHub calls this once at startup: build the provider now so a
+        # bad identity setting stops the hub with a clear message instead of
+        # failing the first login.
+        _ = self.identity_provider
+
+    # --- login ------------------------------------------------------------------
+    def _refuse(self, handler, username, reason: str, message: str = "", detail=""):
+        """Log a refused login; show ``message`` on the login page if there is
+        one (a real request), else return None like a failed password."""
+        self.log.warning(
+            "auth user=%s outcome=refused reason=%s%s",
+            _show(username),
+            reason,
+            f" detail={detail!r}" if detail else "",
+        )
+        if handler is not None and message:
+            # JupyterHub renders HTTPError messages on the login form.
+            raise web.HTTPError(403, "%s", message)
+        return None
+
+    async def run_post_auth_hook(self, handler, auth_model):
+        # Runs inside get_authenticated_user after the name was normalised and
+        # allowed_users / blocked_users were checked, for every authenticator.
+        name = auth_model["name"]
+        try:
+            identity = await self.identity_provider.lookup(name)
+        except IdentityError as e:
+            return self._refuse(handler, name, _reason(e), str(e), detail=str(e))
+        except Exception as e:
+            # A bug or broken config must be a failed login, never a 500.
+            self.log.exception("auth user=%s identity lookup crashed", _show(name))
+            return self._refuse(
+                handler,
+                name,
+                "internal-error",
+                "Login failed because the identity lookup failed. The hub "
+                "operator can find the details in the hub log.",
+                detail=repr(e),
+            )
+        auth_state = dict(auth_model.get("auth_state") or {})
+        auth_state[AUTH_STATE_IDENTITY] = identity.to_dict()
+        auth_state[AUTH_STATE_IDENTITY_TIME] = time.time()
+        auth_model["auth_state"] = auth_state
+        self.log.info(
+            "auth user=%s outcome=ok uid=%s gid=%s groups=%d",
+            _show(name),
+            identity.uid,
+            identity.gid,
+            len(identity.groups),
+        )
+        # The deployer's post_auth_hook runs last, so it can use the identity.
+        return await super().run_post_auth_hook(handler, auth_model)
+
+    # --- refresh ------------------------------------------------------------------
+    async def refresh_user(self, user, handler=None):
+        """Refresh ``auth_state["identity"]`` once it is older than the
+        provider's ``cache_ttl``. A directory outage keeps the old identity;
+        a user who vanished from the directory must log in again (and is
+        then refused)."""
+        result = await super().refresh_user(user, handler)
+        if not result:
+            return result
+        name = user.name
+        if self.enable_auth_state:
+            if isinstance(result, dict) and "auth_state" in result:
+                auth_state = dict(result["auth_state"] or {})
+            else:
+                auth_state = dict(await user.get_auth_state() or {})
+            stamp = auth_state.get(AUTH_STATE_IDENTITY_TIME)
+            if (
+                identity_from_auth_state(auth_state) is not None
+                and isinstance(stamp, int | float)
+                and time.time() - stamp < self.identity_provider.cache_ttl
+            ):
+                return result
+        try:
+            identity = await self.identity_provider.lookup(name)
+        except (InvalidUsername, UnknownUser, InvalidIdentity) as e:
+            self.log.warning(
+                "auth user=%s outcome=refused reason=%s action=refresh detail=%r",
+                _show(name),
+                _reason(e),
+                str(e),
+            )
+            return False
+        except Exception as e:
+            # Unavailable directory (or a bug): keep what we have, retry later.
+            self.log.warning(
+                "auth user=%s outcome=stale action=refresh detail=%r", _show(name), e
+            )
+            return result
+        if not self.enable_auth_state:
+            return result
+        auth_state[AUTH_STATE_IDENTITY] = identity.to_dict()
+        auth_state[AUTH_STATE_IDENTITY_TIME] = time.time()
+        model = dict(result) if isinstance(result, dict) else {}
+        model["auth_state"] = auth_state
+        return model
+
+
+class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
+    """Username/password login against LDAP, with the identity attached.
+
+    The server settings come from ``c.LDAPIdentity.*`` (configure them once):
+    the authenticator uses its identity provider when that is an
+    LDAPIdentity, else a separate LDAPIdentity configured the same way.
+
+    Without ``bind_dn_template`` it searches the user's DN with the service
+    account (``LDAPIdentity.bind_dn``, ``user_search_filter``) and then binds
+    as that DN with the password ("search then bind"). All LDAP calls run in
+    a thread, bounded by ``LDAPIdentity.lookup_timeout``.
+    """
+
+    bind_dn_template = List(
+        Unicode(),
+        help="""DN templates to bind with directly, skipping the search, e.g.
+        ``["uid={username},ou=people,dc=example,dc=org"]``. ``{username}`` is
+        RDN-escaped. Tried in order until one accepts the password. Empty
+        means search then bind.""",
+    ).tag(config=True)
+
+    ldap_identity = Instance(
+        LDAPIdentity,
+        help="""The LDAPIdentity whose server settings are used for logins:
+        the identity provider itself when it is an LDAPIdentity.""",
+    )
+
+    @default("identity_class")
+    def _default_identity_class(self):
+        return LDAPIdentity
+
+    @default("ldap_identity")
+    def _default_ldap_identity(self):
+        if isinstance(self.identity_provider, LDAPIdentity):
+            return self.identity_provider
+        return LDAPIdentity(parent=self)
+
+    @validate("bind_dn_template")
+    def _check_templates(self, proposal):
+        for template in proposal["value"]:
+            if "{username}" not in template:
+                raise TraitError(
+                    f"LDAPIdentityAuthenticator.bind_dn_template {template!r} "
+                    "must contain {username}"
+                )
+        return proposal["value"]
+
+    def normalize_username(self, username):
+        # "  Alice " and "alice" are the same account in the directory.
+        return super().normalize_username(username.strip())
+
+    async def authenticate(self, handler, data):
+        data = data or {}
+        raw, password = data.get("username"), data.get("password")
+        if not isinstance(raw, str) or not isinstance(password, str):
+            return self._refuse(handler, raw, "missing-credentials")
+        username = self.normalize_username(raw)
+        # Validate before the name goes anywhere near a filter or a DN.
+        try:
+            self.identity_provider.validate_username(username)
+        except InvalidUsername:
+            return self._refuse(handler, raw, "invalid-username")
+        if not password:
+            # An empty password would be an "unauthenticated bind", which
+            # many servers accept as success.
+            return self._refuse(handler, username, "empty-password")
+        ldap = self.ldap_identity
+        unavailable = (
+            "The university directory could not be reached, so you cannot log "
+            "in right now. Please try again in a minute."
+        )
+        try:
+            dn, reason = await ldap._in_thread(
+                self._check_password_sync, username, password
+            )
+        except TimeoutError:
+            return self._refuse(
+                handler,
+                username,
+                "ldap-unavailable",
+                unavailable,
+                detail=f"no answer within {ldap.lookup_timeout:g} s",
+            )
+        except OSError as e:
+            return self._refuse(
+                handler, username, "ldap-unavailable", unavailable, str(e)
+            )
+        except IdentityError as e:
+            return self._refuse(handler, username, _reason(e), str(e), detail=str(e))
+        except Exception as e:
+            self.log.exception("auth user=%s LDAP login crashed", _show(username))
+            return self._refuse(handler, username, "internal-error", detail=repr(e))
+        if dn is None:
+            # Same generic message for unknown user and wrong password.
+            return self._refuse(handler, username, reason)
+        return {"name": username, "auth_state": {"ldap_dn": dn}}
+
+    def _check_password_sync(self, username: str, password: str):
+        """Blocking: (dn, "ok") if the password binds, else (None, reason)."""
+        ldap = self.ldap_identity
+        if self.bind_dn_template:
+            rdn_value = escape_rdn(username)
+            candidates = [t.format(username=rdn_value) for t in self.bind_dn_template]
+        else:
+            with ldap.service_connection() as conn:
+                entry = ldap.find_user(conn, username)
+            if entry is None:
+                return None, "unknown-user"
+            candidates = [entry["dn"]]
+        reason = "wrong-password"
+        for dn in candidates:
+            conn = ldap.connect(user=dn, password=password)
+            try:
+                if conn.bound:
+                    return dn, "ok"
+                if conn.result.get("result") != 49:  # 49: invalidCredentials
+                    reason = f"bind-refused:{conn.result.get('description')}"
+            finally:
+                ldap._close(conn)
+        return None, reason

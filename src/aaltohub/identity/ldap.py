@@ -1,0 +1,553 @@
+"""LDAPIdentity: identities from an LDAP directory (OpenLDAP, FreeIPA, AD).
+
+Every lookup opens its own short-lived connection in the provider's thread
+pool, so there is no shared connection state to lock and a hung server only
+ties up one pool thread until ``receive_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import ldap3
+from ldap3.core.exceptions import (
+    LDAPCommunicationError,
+    LDAPException,
+    LDAPResponseTimeoutError,
+    LDAPServerPoolError,
+    LDAPServerPoolExhaustedError,
+    LDAPStartTLSError,
+)
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn, parse_dn
+from traitlets import Bool, Enum, Float, List, TraitError, Unicode, validate
+
+from .base import Identity, IdentityProvider, InvalidIdentity
+
+# Errors that mean "this server did not answer": try the next one.
+_UNREACHABLE = (
+    LDAPCommunicationError,
+    LDAPResponseTimeoutError,
+    LDAPServerPoolError,
+    LDAPServerPoolExhaustedError,
+    LDAPStartTLSError,
+    OSError,
+)
+
+_RESULT_SUCCESS = 0
+_RESULT_SIZE_LIMIT = 4
+_RESULT_NO_SUCH_OBJECT = 32
+
+
+def _first(attrs: dict[str, Any], name: str) -> str:
+    """First value of an attribute as text ('' if absent); ldap3 gives lists
+    or scalars depending on schema knowledge, so accept both."""
+    value = attrs.get(name)
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _all(attrs: dict[str, Any], name: str) -> list[str]:
+    value = attrs.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        value = [value]
+    return [
+        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value
+    ]
+
+
+def _unescape_dn_value(value: str) -> str:
+    """Undo RFC 4514 escaping (``\\,`` and ``\\c3\\a4``) in one RDN value."""
+    out = bytearray()
+    for m in re.finditer(r"\\([0-9a-fA-F]{2})|\\(.)|([^\\]+)", value, re.S):
+        hexpair, char, text = m.groups()
+        if hexpair:
+            out.append(int(hexpair, 16))
+        else:
+            out += (char or text).encode("utf-8")
+    return out.decode("utf-8", errors="replace")
+
+
+def _filter(template: str, **values: str) -> str:
+    """Fill a filter template; every value is escaped so it cannot change the
+    filter's structure (``*)(uid=*`` stays a literal string)."""
+    return template.format(**{k: escape_filter_chars(v) for k, v in values.items()})
+
+
+class LDAPIdentity(IdentityProvider):
+    """Identities from LDAP: uid, gid, home, name, email and groups.
+
+    OpenLDAP with RFC 2307 (posixAccount / posixGroup)::
+
+        c.LDAPIdentity.server_urls = ["ldaps://ldap.example.org"]
+        c.LDAPIdentity.bind_dn = "cn=jupyterhub,ou=services,dc=example,dc=org"
+        c.LDAPIdentity.bind_password = os.environ["LDAP_BIND_PASSWORD"]
+        c.LDAPIdentity.user_search_base = "ou=people,dc=example,dc=org"
+        c.LDAPIdentity.group_membership = "posixGroup"
+        c.LDAPIdentity.group_search_base = "ou=groups,dc=example,dc=org"
+
+    Active Directory (with the RFC 2307 / "Identity Management for UNIX"
+    attributes filled in) is configuration only; note that AD's
+    ``homeDirectory`` is the Windows home drive, the POSIX one is
+    ``unixHomeDirectory``::
+
+        c.LDAPIdentity.server_urls = ["ldaps://dc1.ad.example.org",
+                                      "ldaps://dc2.ad.example.org"]
+        c.LDAPIdentity.bind_dn = "CN=jupyterhub-svc,OU=Service,DC=ad,DC=example,DC=org"
+        c.LDAPIdentity.bind_password = os.environ["LDAP_BIND_PASSWORD"]
+        c.LDAPIdentity.user_search_base = "OU=Users,DC=ad,DC=example,DC=org"
+        c.LDAPIdentity.user_search_filter = (
+            "(&(objectClass=user)(sAMAccountName={username}))"
+        )
+        c.LDAPIdentity.username_attribute = "sAMAccountName"
+        c.LDAPIdentity.uid_attribute = "uidNumber"
+        c.LDAPIdentity.gid_attribute = "gidNumber"
+        c.LDAPIdentity.home_attribute = "unixHomeDirectory"
+        c.LDAPIdentity.name_attribute = "displayName"
+        c.LDAPIdentity.email_attribute = "mail"
+        c.LDAPIdentity.group_membership = "memberOf"
+        c.LDAPIdentity.group_search_base = "OU=Groups,DC=ad,DC=example,DC=org"
+    """
+
+    source_name = "the LDAP directory"
+
+    # --- connection ------------------------------------------------------------
+    server_urls = List(
+        Unicode(),
+        help="""LDAP servers to try in order, e.g.
+        ``["ldaps://ldap1.example.org", "ldap://ldap2.example.org:389"]``.
+        The next one is tried when a server cannot be reached.""",
+    ).tag(config=True)
+
+    use_starttls = Bool(
+        False,
+        help="""Upgrade ``ldap://`` connections with StartTLS before binding,
+        so passwords never cross the network in clear text. Ignored for
+        ``ldaps://`` URLs, which are encrypted from the start.""",
+    ).tag(config=True)
+
+    tls_ca_file = Unicode(
+        "",
+        help="""PEM file with the CA certificate(s) that signed the LDAP
+        server certificate. Empty uses the system trust store.""",
+    ).tag(config=True)
+
+    tls_validate = Bool(
+        True,
+        help="""Verify the LDAP server's certificate and host name. Only turn
+        this off for a test directory: without it anyone on the network path
+        can impersonate the directory and read passwords.""",
+    ).tag(config=True)
+
+    bind_dn = Unicode(
+        "",
+        help="""DN of the read-only service account used for searches, e.g.
+        ``cn=jupyterhub,ou=services,dc=example,dc=org``. Empty binds
+        anonymously.""",
+    ).tag(config=True)
+
+    bind_password = Unicode(
+        "",
+        help="""Password of ``bind_dn``. Read it from the environment or a
+        mounted secret in jupyterhub_config.py rather than writing it there.""",
+    ).tag(config=True)
+
+    connect_timeout = Float(
+        5.0,
+        help="""Seconds to wait for a TCP connection to one LDAP server
+        before trying the next.""",
+    ).tag(config=True)
+
+    receive_timeout = Float(
+        5.0,
+        help="""Seconds (rounded up to whole seconds) to wait for an answer
+        to one LDAP request. Bounds how
+        long a hung server can occupy a lookup thread (the spawn itself gives
+        up earlier, after ``lookup_timeout``).""",
+    ).tag(config=True)
+
+    # --- users ----------------------------------------------------------------
+    user_search_base = Unicode(
+        "",
+        help="""Subtree searched for user entries, e.g.
+        ``ou=people,dc=example,dc=org``.""",
+    ).tag(config=True)
+
+    user_search_filter = Unicode(
+        "(&(objectClass=posixAccount)(uid={username}))",
+        help="""Filter that finds exactly one user entry. ``{username}`` is
+        replaced by the escaped username. For Active Directory use
+        ``(&(objectClass=user)(sAMAccountName={username}))``.""",
+    ).tag(config=True)
+
+    username_attribute = Unicode(
+        "uid",
+        help="""Attribute holding the login name (``sAMAccountName`` on
+        Active Directory). Used to list the members of a group.""",
+    ).tag(config=True)
+
+    uid_attribute = Unicode(
+        "uidNumber", help="Attribute holding the numeric POSIX user id."
+    ).tag(config=True)
+
+    gid_attribute = Unicode(
+        "gidNumber", help="Attribute holding the numeric primary POSIX group id."
+    ).tag(config=True)
+
+    home_attribute = Unicode(
+        "homeDirectory",
+        help="""Attribute holding the POSIX home directory
+        (``unixHomeDirectory`` on Active Directory).""",
+    ).tag(config=True)
+
+    name_attribute = Unicode(
+        "displayName",
+        help="Attribute holding the display name; ``cn`` is used when it is empty.",
+    ).tag(config=True)
+
+    email_attribute = Unicode("mail", help="Attribute holding the email address.").tag(
+        config=True
+    )
+
+    # --- groups ---------------------------------------------------------------
+    group_membership = Enum(
+        ["memberOf", "posixGroup"],
+        default_value="memberOf",
+        help="""How a user's groups are found. ``memberOf``: read the DNs in
+        the user's ``memberOf`` attribute (Active Directory, FreeIPA,
+        OpenLDAP with the memberof overlay) and take each group's
+        ``group_name_attribute``. ``posixGroup``: search
+        ``group_search_base`` with ``group_search_filter`` (RFC 2307
+        ``memberUid``).""",
+    ).tag(config=True)
+
+    group_search_base = Unicode(
+        "",
+        help="""Subtree searched for groups, e.g.
+        ``ou=groups,dc=example,dc=org``. Empty means ``user_search_base``.""",
+    ).tag(config=True)
+
+    group_search_filter = Unicode(
+        "(&(objectClass=posixGroup)(memberUid={username}))",
+        help="""In ``posixGroup`` mode, the filter finding a user's groups.
+        ``{username}`` and ``{user_dn}`` are replaced (escaped), so
+        ``(&(objectClass=groupOfNames)(member={user_dn}))`` also works.""",
+    ).tag(config=True)
+
+    group_name_attribute = Unicode(
+        "cn",
+        help="""Attribute (and first RDN of a group DN) that holds the group
+        name used in course rules.""",
+    ).tag(config=True)
+
+    group_object_filter = Unicode(
+        "(|(objectClass=posixGroup)(objectClass=groupOfNames)"
+        "(objectClass=groupOfUniqueNames)(objectClass=group))",
+        help="""Filter matching group entries, combined with
+        ``group_name_attribute`` to find one group by name when listing its
+        members.""",
+    ).tag(config=True)
+
+    group_dn_template = Unicode(
+        "",
+        help="""In ``memberOf`` mode, the DN of a group from its name, e.g.
+        ``cn={group},ou=groups,dc=example,dc=org``. Saves one search when
+        listing members; empty searches ``group_search_base`` instead.""",
+    ).tag(config=True)
+
+    @validate("server_urls")
+    def _check_urls(self, proposal):
+        for url in proposal["value"]:
+            if not url.lower().startswith(("ldap://", "ldaps://")):
+                raise TraitError(
+                    f"LDAPIdentity.server_urls: {url!r} must start with "
+                    "ldap:// or ldaps://"
+                )
+        return proposal["value"]
+
+    @validate("user_search_filter", "group_search_filter")
+    def _check_filter(self, proposal):
+        name = proposal["trait"].name
+        value = proposal["value"]
+        placeholders = {"username": "x"}
+        if name == "group_search_filter":
+            placeholders["user_dn"] = "x"
+        try:
+            value.format(**placeholders)
+        except (KeyError, IndexError, ValueError) as e:
+            raise TraitError(
+                f"LDAPIdentity.{name} {value!r}: unknown placeholder {e}; "
+                "use {username} (and {user_dn} for group_search_filter)."
+            ) from e
+        if name == "user_search_filter" and "{username}" not in value:
+            raise TraitError(
+                f"LDAPIdentity.user_search_filter {value!r} must contain "
+                "{username}, or every login would match the same entry."
+            )
+        return value
+
+    # --- connections ------------------------------------------------------------
+    def _tls(self) -> ldap3.Tls:
+        return ldap3.Tls(
+            validate=ssl.CERT_REQUIRED if self.tls_validate else ssl.CERT_NONE,
+            ca_certs_file=self.tls_ca_file or None,
+        )
+
+    def connect(self, user: str | None = None, password: str | None = None):
+        """Open a connection to the first reachable server and bind.
+
+        Binds as ``user`` if given, else as the service account. Returns the
+        ldap3 Connection; check ``conn.bound`` (a wrong password is not an
+        exception). Raises ConnectionError if no server answers. Blocking:
+        call it from a thread.
+        """
+        if not self.server_urls:
+            raise ConnectionError(
+                "LDAPIdentity.server_urls is empty; set e.g. "
+                "c.LDAPIdentity.server_urls = ['ldaps://ldap.example.org']"
+            )
+        if user is None:
+            user, password = (self.bind_dn or None), (self.bind_password or None)
+        tls = self._tls()
+        errors = []
+        for url in self.server_urls:
+            server = ldap3.Server(
+                url,
+                get_info=ldap3.NONE,
+                tls=tls,
+                connect_timeout=self.connect_timeout,
+            )
+            conn = ldap3.Connection(
+                server,
+                user=user,
+                password=password,
+                authentication=ldap3.SIMPLE if user else ldap3.ANONYMOUS,
+                # ldap3 packs this into SO_RCVTIMEO and needs whole seconds.
+                receive_timeout=max(1, math.ceil(self.receive_timeout)),
+                # AD hands out referrals to DNS names the hub may not
+                # resolve; following them would only add timeouts.
+                auto_referrals=False,
+                read_only=True,
+                raise_exceptions=False,
+            )
+            try:
+                conn.open()
+                if self.use_starttls and not server.ssl and not conn.start_tls():
+                    raise LDAPStartTLSError(f"StartTLS refused: {conn.result}")
+                conn.bind()
+            except _UNREACHABLE as e:
+                errors.append(f"{url}: {e}")
+                self._close(conn)
+                continue
+            except LDAPException as e:
+                self._close(conn)
+                raise ConnectionError(f"LDAP error talking to {url}: {e!r}") from e
+            return conn
+        raise ConnectionError("no LDAP server answered: " + "; ".join(errors))
+
+    @staticmethod
+    def _close(conn) -> None:
+        with contextlib.suppress(Exception):
+            conn.unbind()
+
+    @contextlib.contextmanager
+    def service_connection(self) -> Iterator[Any]:
+        """A connection bound as the service account, closed afterwards."""
+        conn = self.connect()
+        try:
+            if not conn.bound:
+                raise ConnectionError(
+                    f"binding to LDAP as {self.bind_dn or 'anonymous'} failed "
+                    f"({conn.result.get('description')}: "
+                    f"{conn.result.get('message')}); check "
+                    "LDAPIdentity.bind_dn and bind_password"
+                )
+            yield conn
+        except _UNREACHABLE as e:
+            if isinstance(e, ConnectionError):
+                raise
+            raise ConnectionError(f"LDAP connection lost: {e!r}") from e
+        except LDAPException as e:
+            raise ConnectionError(f"LDAP error: {e!r}") from e
+        finally:
+            self._close(conn)
+
+    def _search(
+        self,
+        conn,
+        base: str,
+        search_filter: str,
+        attributes: list[str],
+        size_limit: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Entries (dicts with 'dn' and 'attributes'); references dropped."""
+        conn.search(
+            base,
+            search_filter,
+            search_scope=ldap3.SUBTREE,
+            attributes=attributes,
+            size_limit=size_limit,
+        )
+        code = conn.result.get("result")
+        if code == _RESULT_NO_SUCH_OBJECT:
+            self.log.warning("LDAP search base %r does not exist", base)
+            return []
+        if code not in (_RESULT_SUCCESS, _RESULT_SIZE_LIMIT):
+            raise ConnectionError(
+                f"LDAP search under {base!r} failed: "
+                f"{conn.result.get('description')} {conn.result.get('message')}"
+            )
+        return [r for r in conn.response or () if r.get("type") == "searchResEntry"]
+
+    def find_user(self, conn, username: str) -> dict[str, Any] | None:
+        """The user's entry, None if absent; InvalidIdentity if ambiguous."""
+        attributes = [
+            self.username_attribute,
+            self.uid_attribute,
+            self.gid_attribute,
+            self.home_attribute,
+            self.name_attribute,
+            "cn",
+            self.email_attribute,
+        ]
+        if self.group_membership == "memberOf":
+            attributes.append("memberOf")
+        entries = self._search(
+            conn,
+            self.user_search_base,
+            _filter(self.user_search_filter, username=username),
+            attributes,
+            size_limit=2,
+        )
+        if len(entries) > 1:
+            raise InvalidIdentity(
+                f"User {username} matches several entries in {self.source_name}; "
+                "the hub operator should make LDAPIdentity.user_search_filter "
+                "more specific."
+            )
+        return entries[0] if entries else None
+
+    # --- IdentityProvider -------------------------------------------------------
+    def lookup_sync(self, username: str) -> Identity | None:
+        with self.service_connection() as conn:
+            entry = self.find_user(conn, username)
+            if entry is None:
+                return None
+            attrs = entry["attributes"]
+            numbers = {}
+            for key, attr in (("uid", self.uid_attribute), ("gid", self.gid_attribute)):
+                try:
+                    numbers[key] = int(_first(attrs, attr))
+                except ValueError:
+                    raise InvalidIdentity(
+                        f"User {username} has no numeric {attr} in "
+                        f"{self.source_name}; ask IT support to give the "
+                        "account POSIX (Unix) attributes."
+                    ) from None
+            return Identity(
+                username=username,
+                uid=numbers["uid"],
+                gid=numbers["gid"],
+                home=_first(attrs, self.home_attribute),
+                name=_first(attrs, self.name_attribute) or _first(attrs, "cn"),
+                email=_first(attrs, self.email_attribute),
+                groups=frozenset(self._user_groups(conn, username, entry)),
+            )
+
+    def _group_name(self, dn: str) -> str | None:
+        """``cn=course-a,ou=groups,...`` -> ``course-a`` (None if the first
+        RDN is not ``group_name_attribute``)."""
+        try:
+            attr, value, _sep = parse_dn(dn)[0]
+        except (LDAPException, IndexError):
+            return None
+        if attr.lower() != self.group_name_attribute.lower():
+            return None
+        return _unescape_dn_value(value)
+
+    def _user_groups(self, conn, username: str, entry: dict[str, Any]) -> set[str]:
+        if self.group_membership == "memberOf":
+            names = (
+                self._group_name(dn) for dn in _all(entry["attributes"], "memberOf")
+            )
+            return {n for n in names if n}
+        groups = self._search(
+            conn,
+            self.group_search_base or self.user_search_base,
+            _filter(self.group_search_filter, username=username, user_dn=entry["dn"]),
+            [self.group_name_attribute],
+        )
+        return {
+            name
+            for g in groups
+            if (name := _first(g["attributes"], self.group_name_attribute))
+        }
+
+    def group_members_sync(self, group: str) -> set[str]:
+        with self.service_connection() as conn:
+            if self.group_membership == "memberOf":
+                return self._members_by_memberof(conn, group)
+            entry = self._find_group(conn, group, ["memberUid", "member"])
+            if entry is None:
+                return set()
+            members = set(_all(entry["attributes"], "memberUid"))
+            # member DNs like uid=alice,ou=people,... name the user directly.
+            for dn in _all(entry["attributes"], "member"):
+                with contextlib.suppress(LDAPException, IndexError):
+                    attr, value, _ = parse_dn(dn)[0]
+                    if attr.lower() == self.username_attribute.lower():
+                        members.add(_unescape_dn_value(value))
+            return members
+
+    def _find_group(self, conn, group: str, attributes: list[str]):
+        entries = self._search(
+            conn,
+            self.group_search_base or self.user_search_base,
+            f"(&{self.group_object_filter}"
+            f"({self.group_name_attribute}={escape_filter_chars(group)}))",
+            attributes,
+        )
+        return entries[0] if entries else None
+
+    def _members_by_memberof(self, conn, group: str) -> set[str]:
+        if self.group_dn_template:
+            group_dn = self.group_dn_template.format(group=escape_rdn(group))
+        else:
+            entry = self._find_group(conn, group, [self.group_name_attribute])
+            if entry is None:
+                return set()
+            group_dn = entry["dn"]
+        # "{username}" -> "*" turns the user filter into "any user" (a
+        # presence match), so members are found with the same object rules.
+        any_user = self.user_search_filter.format(username="*")
+        results = conn.extend.standard.paged_search(
+            self.user_search_base,
+            f"(&{any_user}(memberOf={escape_filter_chars(group_dn)}))",
+            attributes=[self.username_attribute],
+            paged_size=500,
+            generator=False,
+        )
+        code = conn.result.get("result")
+        if code not in (_RESULT_SUCCESS, _RESULT_NO_SUCH_OBJECT):
+            raise ConnectionError(
+                f"LDAP search for members of {group!r} failed: "
+                f"{conn.result.get('description')} {conn.result.get('message')}"
+            )
+        return {
+            name
+            for r in results or ()
+            if r.get("type") == "searchResEntry"
+            and (name := _first(r["attributes"], self.username_attribute))
+        }
