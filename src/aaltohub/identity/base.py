@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Float, Int, Unicode, default
+from traitlets import Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 
@@ -142,12 +142,6 @@ class IdentityProvider(LoggingConfigurable):
         self._inflight: dict[str, asyncio.Future] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    @default("log")
-    def _log_default(self):
-        from traitlets import log
-
-        return log.get_logger()
-
     # --- what subclasses implement -------------------------------------------
     def lookup_sync(self, username: str) -> Identity | None:
         """Blocking lookup; return None when the user does not exist.
@@ -192,23 +186,20 @@ class IdentityProvider(LoggingConfigurable):
         fresh = self.cached(username)
         if fresh is not None:
             return fresh
-        # Single flight: a burst of requests for one user asks the directory once.
-        inflight = self._inflight.get(username)
-        if inflight is not None:
-            return await asyncio.shield(inflight)
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[username] = future
-        try:
-            identity = await self._lookup_uncached(username)
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # mark retrieved: waiters may not exist
-            raise
-        else:
-            future.set_result(identity)
-            return identity
-        finally:
-            self._inflight.pop(username, None)
+        # Single flight: a burst of requests for one user asks the directory
+        # once. The lookup is its own task, so a waiter that is cancelled
+        # (a closed browser tab) does not cancel it for the others.
+        task = self._inflight.get(username)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup_uncached(username))
+            self._inflight[username] = task
+            task.add_done_callback(lambda t: self._lookup_done(username, t))
+        return await asyncio.shield(task)
+
+    def _lookup_done(self, username: str, task: asyncio.Future) -> None:
+        self._inflight.pop(username, None)
+        if not task.cancelled():
+            task.exception()  # mark retrieved even if every waiter went away
 
     async def group_members(self, group: str) -> frozenset[str]:
         """Member usernames of a directory group, cached like identities."""
