@@ -1,0 +1,126 @@
+"""Each spawn hook on its own: plain data in, plain data out."""
+
+from __future__ import annotations
+
+import pytest
+
+from aaltohub.access import Viewer
+from aaltohub.course import build_course
+from aaltohub.hooks import (
+    CourseMountsHook,
+    GitIdentityHook,
+    HomeHook,
+    NbgraderHook,
+    ResourcesHook,
+    SpawnHook,
+    ThreadsHook,
+    UIDHook,
+    run_hooks,
+)
+from aaltohub.hooks.paths import UnsafePath, render_sub_path
+from aaltohub.identity import Identity
+from aaltohub.plan import SpawnContext, SpawnPlan
+
+ALICE = Identity("alice", 1234567, 70000, name="Alice 'Al' \"Q\" Smith\nX", email="a@x")
+
+
+def ctx(course=None, role="student", identity=ALICE, **kw):
+    return SpawnContext(Viewer(identity.username), identity, course, role, **kw)
+
+
+def test_home_path_and_escape_refusal():
+    plan = SpawnPlan()
+    HomeHook().apply(ctx(), plan)
+    assert plan.mount("home").sub_path == "u/67/alice"
+    for template in ("../{username}", "/abs/{username}", "u//{username}", "u/./x"):
+        with pytest.raises(UnsafePath):
+            render_sub_path(template, ctx())
+
+
+def test_uid_hook_direct_and_groups():
+    course = build_course("c", {"gid": 700, "extra_instructor_groups": [["ta", 701]]})
+    plan = SpawnPlan()
+    UIDHook().apply(ctx(course, "instructor"), plan)
+    assert (plan.uid, plan.gid, plan.supplemental_gids) == (1234567, 70000, [700, 701])
+    assert not plan.start_as_root
+    student = SpawnPlan()
+    UIDHook().apply(ctx(course, "student"), student)
+    assert student.supplemental_gids == []  # course group is for instructors
+
+
+def test_course_mounts_datadir_readwrite_and_umask():
+    course = build_course(
+        "c",
+        {"gid": 7, "datadir": True, "datadir_readwrite": True, "student_umask": "077"},
+    )
+    plan = SpawnPlan()
+    CourseMountsHook().apply(ctx(course), plan)
+    assert plan.mount("course-data").read_only is False
+    assert plan.env["NB_UMASK"] == "0077"
+    assert plan.mount("course-files") is None
+
+
+def test_extra_mounts_from_config():
+    hook = CourseMountsHook(
+        extra_mounts=[{"target": "/m/software", "sub_path": "software"}]
+    )
+    plan = SpawnPlan()
+    hook.apply(ctx(), plan)
+    assert plan.mounts[0].target == "/m/software" and plan.mounts[0].read_only
+
+
+def test_nbgrader_config_is_python_literals_only():
+    course = build_course("c", {"gid": 7, "nbgrader_config": "c.X.y = 1\n"})
+    text = NbgraderHook(timezone="Europe/Helsinki'; import os #").render(ctx(course))
+    namespace = {"get_config": lambda: Recorder()}
+    exec(compile(text, "nbgrader_config.py", "exec"), namespace)
+    assert namespace["c"].values["Exchange.timezone"] == "Europe/Helsinki'; import os #"
+    assert namespace["c"].values["X.y"] == 1
+
+
+class Recorder:
+    """Collects ``c.Section.key = value`` assignments."""
+
+    def __init__(self, prefix=""):
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "values", {} if not prefix else None)
+
+    def __getattr__(self, name):
+        child = Recorder(name)
+        object.__setattr__(child, "root", self)
+        return child
+
+    def __setattr__(self, name, value):
+        self.root.values[f"{self.prefix}.{name}"] = value
+
+
+def test_git_identity_quotes_values():
+    plan = SpawnPlan()
+    GitIdentityHook().apply(ctx(files_root="/etc/aaltohub"), plan)
+    text = plan.files["gitconfig"]
+    assert '\tname = "Alice \'Al\' \\"Q\\" Smith X"' in text
+    assert plan.env["GIT_CONFIG_SYSTEM"] == "/etc/aaltohub/gitconfig"
+
+
+def test_resources_and_threads():
+    course = build_course(
+        "c", {"gid": 7, "resources": {"instructor": {"cpu_limit": 3.5}}}
+    )
+    plan = SpawnPlan()
+    c = ctx(course, "instructor", defaults={"cpu_limit": 1, "mem_limit": "1G"})
+    ResourcesHook().apply(c, plan)
+    ThreadsHook().apply(c, plan)
+    assert plan.resources.cpu_limit == 3.5 and plan.resources.mem_guarantee == "1G"
+    assert plan.env["OMP_NUM_THREADS"] == "3"
+    unlimited = SpawnPlan()
+    ThreadsHook().apply(ctx(), unlimited)
+    assert "OMP_NUM_THREADS" not in unlimited.env
+
+
+async def test_custom_async_hook_runs_in_order():
+    class Mine(SpawnHook):
+        async def apply(self, ctx, plan):
+            plan.env["MINE"] = plan.env.get("NB_USER", "?")
+
+    plan = await run_hooks([UIDHook(), Mine()], ctx(), SpawnPlan())
+    assert plan.env["MINE"] == "alice"
