@@ -103,10 +103,24 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
     async def load_user_options(self):
         profile = await self.effective_profile((self.user_options or {}).get("profile"))
         course, role = await self.authorize(profile)  # again: start() is the last gate
-        await super().load_user_options()  # applies the profile's overrides
+        await self._load_selected_profile(course, role, profile)
         defaults = {name: getattr(self, name) for name in _RESOURCE_TRAITS}
         plan = await self.build_plan(course, role, defaults)
         self._apply_plan(plan, course.slug if course else None, role)
+
+    async def _load_selected_profile(self, course, role, slug) -> None:
+        """Apply the chosen profile's overrides like KubeSpawner does, but
+        from that one profile: listing every course again would make each
+        spawn pay for the whole catalog."""
+        if not callable(self.profile_list) or self.profile_list != self.course_profiles:
+            await super().load_user_options()  # a deployer's own profile_list
+            return
+        profile = self.selected_profile(course, role, slug)
+        if profile is None:
+            return
+        profiles = self._get_initialized_profile_list([profile])
+        self._validate_user_options(profiles)
+        self._load_profile(profiles[0]["slug"], profiles)
 
     def _apply_plan(self, plan: SpawnPlan, course: str | None, role: str) -> None:
         self._plan = plan

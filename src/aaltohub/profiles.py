@@ -11,7 +11,7 @@ import html
 
 from .access import Viewer
 from .catalog import CourseCatalog
-from .course import ROLE_INSTRUCTOR, Course
+from .course import ROLE_INSTRUCTOR, ROLE_STUDENT, Course
 
 
 class ProfileBuilder:
@@ -56,20 +56,18 @@ class ProfileBuilder:
             for role in roles
         ]
         out = [dict(p) for p in general] + courses
-        default_courses = [p for p in courses if self._is_default(p, offered)]
-        if len(offered) == 1 and not default_courses:
-            default_courses = [courses[0]]
-        if default_courses:
+        defaults = [
+            self.course_profile(course, ROLE_STUDENT)
+            for course, roles in offered
+            if course.default and ROLE_STUDENT in roles
+        ]
+        if len(offered) == 1 and not defaults:
+            defaults = [courses[0]]
+        if defaults:
             # A course default wins over a general one; copy, never mutate
             # the shared cached dict.
             out = [{**p, "default": False} if p.get("default") else p for p in out]
-            first = default_courses[0]
+            first = defaults[0]
             i = next(i for i, p in enumerate(out) if p is first)
             out[i] = {**first, "default": True}
         return out
-
-    @staticmethod
-    def _is_default(profile: dict, offered) -> bool:
-        return any(
-            course.default and profile["slug"] == course.slug for course, _ in offered
-        )

@@ -114,6 +114,23 @@ class CourseSpawnMixin(LoggingConfigurable):
             lambda: ProfileBuilder(self.catalog, self.instructor_label),
         )
 
+    @property
+    def hook_instances(self) -> list[SpawnHook]:
+        """The configured hooks, built once per hub config: they hold no
+        per-spawn state, and building configurables costs more than a spawn."""
+        return _shared(
+            ("hooks", *self.hooks),
+            self.config,
+            lambda: [cls(config=self.config, log=self.log) for cls in self.hooks],
+        )
+
+    def selected_profile(self, course: Course | None, role: str, slug: str | None):
+        """The one profile dict a spawn uses, without listing every course."""
+        if course is not None:
+            return self.profile_builder.course_profile(course, role)
+        general = [p for p in self.general_profiles if p.get("slug") == slug]
+        return general[0] if general else None
+
     # --- identity -----------------------------------------------------------------
     def remember_auth_state(self, auth_state: dict | None) -> None:
         """Take the identity the authenticator stored, if any."""
@@ -254,7 +271,6 @@ class CourseSpawnMixin(LoggingConfigurable):
             files_root=self.files_root,
             defaults=copy.deepcopy(defaults),
         )
-        hooks = [cls(parent=self) for cls in self.hooks]
-        plan = await run_hooks(hooks, ctx, SpawnPlan())
+        plan = await run_hooks(self.hook_instances, ctx, SpawnPlan())
         self._audit(course.slug if course else None, role, "planned")
         return plan
