@@ -43,7 +43,7 @@ def make_catalog(root: Path) -> Path:
             f"name: Course {i:04d}",
             f"gid: {80000 + i}",
             f"private: {'true' if private else 'false'}",
-            "instructors: [teacher%d]" % (i % 50),
+            f"instructors: [teacher{i % 50}]",
             "datadir: true",
             "image: DEFAULT",
             "students: [" + ", ".join(f"user{s}" for s in students) + "]",

@@ -7,33 +7,14 @@ before it is imported and ``_mock=True`` is passed; no cluster is needed
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
-_KUBECONFIG = Path(tempfile.mkdtemp(prefix="aaltohub-kube-")) / "config"
-_KUBECONFIG.write_text(
-    textwrap.dedent(
-        """\
-        apiVersion: v1
-        kind: Config
-        clusters:
-        - name: dummy
-          cluster: {server: "https://127.0.0.1:9"}
-        contexts:
-        - name: dummy
-          context: {cluster: dummy, user: dummy, namespace: jupyter}
-        current-context: dummy
-        users:
-        - name: dummy
-          user: {token: dummy}
-        """
-    )
-)
-os.environ["KUBECONFIG"] = str(_KUBECONFIG)
+from kube_helpers import use_dummy_kubeconfig
+
+use_dummy_kubeconfig()
 
 COURSES = {
     "intro.yaml": """\

@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import Mock
 
 from jupyterhub.objects import Hub, Server
 from traitlets.config import Config
+
+
+def use_dummy_kubeconfig() -> None:
+    """Point KUBECONFIG at a dummy cluster, before kubespawner is imported."""
+    current = os.environ.get("KUBECONFIG")
+    if current and current == os.environ.get("AALTOHUB_DUMMY_KUBECONFIG"):
+        return  # already done in this process
+    path = Path(tempfile.mkdtemp(prefix="aaltohub-kube-")) / "config"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: dummy
+              cluster: {server: "https://127.0.0.1:9"}
+            contexts:
+            - name: dummy
+              context: {cluster: dummy, user: dummy, namespace: jupyter}
+            current-context: dummy
+            users:
+            - name: dummy
+              user: {token: dummy}
+            """
+        )
+    )
+    os.environ["KUBECONFIG"] = os.environ["AALTOHUB_DUMMY_KUBECONFIG"] = str(path)
+
+
+use_dummy_kubeconfig()
 
 
 class MockUser(Mock):

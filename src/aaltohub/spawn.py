@@ -93,10 +93,10 @@ class CourseSpawnMixin(LoggingConfigurable):
     # --- shared services --------------------------------------------------------
     @property
     def catalog(self) -> CourseCatalog:
-        def make():
-            return CourseCatalog(config=self.config).load()
-
-        return _shared(CourseCatalog, self.config, make)
+        # Not loaded here: the first ensure_fresh() loads it in a thread.
+        return _shared(
+            CourseCatalog, self.config, lambda: CourseCatalog(config=self.config)
+        )
 
     @property
     def identity_provider(self) -> IdentityProvider:
@@ -221,13 +221,13 @@ class CourseSpawnMixin(LoggingConfigurable):
         ``profile``. Returns (course, role) on success."""
         if profile and not isinstance(profile, str):
             raise user_error(400, "The 'profile' option must be a profile name.")
+        await self.catalog.ensure_fresh()
         course, role = self.resolve_profile(profile)
         general = course is None and (
             not profile or any(p.get("slug") == profile for p in self.general_profiles)
         )
         if general:
             return None, role
-        await self.catalog.ensure_fresh()
         try:
             viewer = await self.get_viewer(strict=True)
         except IdentityError as e:
