@@ -1,0 +1,86 @@
+"""Write docs/reference.md from the traitlets help of every public class.
+
+Run with ``tox -e docs`` (or ``python docs/generate_reference.py``); the
+test suite checks that the committed file is up to date.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+CLASSES = [
+    "aaltohub.kube:CourseSpawner",
+    "aaltohub.catalog:CourseCatalog",
+    "aaltohub.identity:LDAPIdentity",
+    "aaltohub.identity:NSSIdentity",
+    "aaltohub.identity:StaticIdentity",
+    "aaltohub.auth:IdentityAuthenticatorMixin",
+    "aaltohub.auth:LDAPIdentityAuthenticator",
+    "aaltohub.hooks:UIDHook",
+    "aaltohub.hooks:HomeHook",
+    "aaltohub.hooks:CourseMountsHook",
+    "aaltohub.hooks:NbgraderHook",
+    "aaltohub.hooks:GitIdentityHook",
+    "aaltohub.hooks:ResourcesHook",
+    "aaltohub.hooks:ThreadsHook",
+    "aaltohub.hooks:EnvironmentHook",
+    "aaltohub.hooks.quota:QuotaHook",
+    "aaltohub.hooks.provision:ProvisionHomeHook",
+    "aaltohub.local:LocalCourseSpawner",
+]
+
+# Only the options a class adds; inherited JupyterHub/KubeSpawner options are
+# documented upstream.
+INHERITED_FROM = ("jupyterhub.", "kubespawner.", "traitlets.")
+
+
+def load(spec: str):
+    module, name = spec.split(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def own_traits(cls):
+    for name, trait in sorted(cls.class_traits(config=True).items()):
+        owner = next(k for k in cls.__mro__ if name in vars(k))
+        if owner.__module__.startswith(INHERITED_FROM):
+            continue
+        yield name, trait
+
+
+def render() -> str:
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from the code by `docs/generate_reference.py`; do not edit.",
+        "Every option is a traitlets trait, so `jupyterhub --help-all` shows it too.",
+        "",
+    ]
+    for spec in CLASSES:
+        cls = load(spec)
+        if cls is None:
+            continue
+        out += [f"## `{cls.__module__}.{cls.__name__}`", ""]
+        doc = inspect.getdoc(cls) or ""
+        out += [doc.split("\n\n")[0], ""]
+        for name, trait in own_traits(cls):
+            default = trait.default_value_repr()
+            help_text = " ".join((trait.help or "").split())
+            out.append(f"- **`c.{cls.__name__}.{name}`** ({type(trait).__name__},")
+            out.append(f"  default `{default}`): {help_text}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(__file__).with_name("reference.md")
+    text = render()
+    if "--check" in sys.argv:
+        sys.exit(0 if target.exists() and target.read_text() == text else 1)
+    target.write_text(text)
+    print(f"wrote {target}")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then run them.
+#   bash scripts/test.sh            # lint + the whole suite (unit, LDAP, e2e)
+#   bash scripts/test.sh -k ldap    # extra arguments go to pytest
+# System packages (slapd for the LDAP tests, chromium for the browser tests)
+# are installed with apt when running as root; otherwise the script names
+# the command to run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(slapd ldap-utils chromium git)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "error: missing system packages: ${missing[*]}" >&2
+    echo "       install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+command -v node >/dev/null || { echo "error: Node.js is required (configurable-http-proxy)" >&2; exit 1; }
+if [[ ! -x node_modules/.bin/configurable-http-proxy ]]; then
+  echo "==> installing configurable-http-proxy (npm)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "tox>=4"
+
+echo "==> tox: lint and tests"
+exec .venv/bin/tox -e lint,py -- "$@"
