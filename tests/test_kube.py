@@ -340,3 +340,19 @@ async def test_generated_files_are_loaded_by_nbgrader_and_git(config, tmp_path):
     assert git_name() == "Ina {Structor}"
     (home / ".gitconfig").write_text("[user]\n\tname = My Own Name\n")
     assert git_name() == "My Own Name"  # the user's ~/.gitconfig wins
+
+
+async def test_authenticator_and_spawner_share_one_identity_cache(config):
+    from jupyterhub.auth import Authenticator
+
+    from aaltohub.auth import IdentityAuthenticatorMixin
+
+    class SiteAuthenticator(IdentityAuthenticatorMixin, Authenticator):
+        pass
+
+    config.SiteAuthenticator.identity_class = "aaltohub.identity.StaticIdentity"
+    authenticator = SiteAuthenticator(config=config)
+    spawner = make_spawner(config, "student1")
+    assert authenticator.identity_provider is spawner.identity_provider
+    await authenticator.identity_provider.lookup("student1")
+    assert spawner.identity_provider.cached("student1").uid == 1001234

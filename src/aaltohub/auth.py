@@ -38,6 +38,7 @@ from .identity import (
     LDAPIdentity,
     UnknownUser,
 )
+from .shared import shared
 
 #: auth_state keys written by the mixin (read by the spawner).
 AUTH_STATE_IDENTITY = "identity"
@@ -101,9 +102,13 @@ class IdentityAuthenticatorMixin(Authenticator):
 
     @default("identity_provider")
     def _default_identity_provider(self):
-        # parent=self: c.LDAPIdentity.* (and c.<ThisClass>.LDAPIdentity.*)
-        # reach the provider through the normal traitlets config chain.
-        return self.identity_class(parent=self)
+        # Shared with the spawners of this hub (one cache): an identity looked
+        # up at login is reused at spawn time. c.LDAPIdentity.* applies.
+        return shared(
+            self.identity_class,
+            self.config,
+            lambda: self.identity_class(config=self.config, log=self.log),
+        )
 
     def check_allow_config(self):
         super().check_allow_config()

@@ -28,18 +28,7 @@ from .identity.base import (
 )
 from .plan import SpawnContext, SpawnPlan
 from .profiles import ProfileBuilder
-
-# One catalog, identity provider and profile cache per hub config, shared by
-# all spawner objects: they are cheap to ask and expensive to build.
-_SHARED: dict[tuple, tuple[object, object]] = {}
-
-
-def _shared(cls, config, factory):
-    key = (cls, id(config))
-    hit = _SHARED.get(key)
-    if hit is None or hit[0] is not config:
-        hit = _SHARED[key] = (config, factory())
-    return hit[1]
+from .shared import shared
 
 
 def user_error(status: int, message: str) -> web.HTTPError:
@@ -94,13 +83,13 @@ class CourseSpawnMixin(LoggingConfigurable):
     @property
     def catalog(self) -> CourseCatalog:
         # Not loaded here: the first ensure_fresh() loads it in a thread.
-        return _shared(
+        return shared(
             CourseCatalog, self.config, lambda: CourseCatalog(config=self.config)
         )
 
     @property
     def identity_provider(self) -> IdentityProvider:
-        return _shared(
+        return shared(
             self.identity_class,
             self.config,
             lambda: self.identity_class(config=self.config),
@@ -108,7 +97,7 @@ class CourseSpawnMixin(LoggingConfigurable):
 
     @property
     def profile_builder(self) -> ProfileBuilder:
-        return _shared(
+        return shared(
             ProfileBuilder,
             self.config,
             lambda: ProfileBuilder(self.catalog, self.instructor_label),
@@ -118,7 +107,7 @@ class CourseSpawnMixin(LoggingConfigurable):
     def hook_instances(self) -> list[SpawnHook]:
         """The configured hooks, built once per hub config: they hold no
         per-spawn state, and building configurables costs more than a spawn."""
-        return _shared(
+        return shared(
             ("hooks", *self.hooks),
             self.config,
             lambda: [cls(config=self.config, log=self.log) for cls in self.hooks],
