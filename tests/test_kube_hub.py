@@ -1,0 +1,162 @@
+"""CourseSpawner inside a real JupyterHub, behind the real proxy.
+
+Refusals happen before any pod would be created, so the whole path a user
+takes (login, spawn form, POST /hub/spawn, the REST API) runs for real; only
+the Kubernetes API is absent (a dummy kubeconfig, as everywhere here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kube_helpers import use_dummy_kubeconfig
+
+REPO = Path(__file__).resolve().parents[1]
+CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+
+pytestmark = pytest.mark.skipif(
+    not CHP.exists(), reason="configurable-http-proxy missing: run `npm ci`"
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    from conftest import USERS, write_catalog
+
+    use_dummy_kubeconfig()
+    tmp = tmp_path_factory.mktemp("kubehub")
+    catalog = write_catalog(tmp / "courses")
+    (tmp / "users.yaml").write_text(USERS)
+    port, api_port, hub_port = free_port(), free_port(), free_port()
+    (tmp / "jupyterhub_config.py").write_text(
+        textwrap.dedent(
+            f"""\
+            c = get_config()
+            c.JupyterHub.spawner_class = "course"
+            c.JupyterHub.authenticator_class = "dummy"
+            c.DummyAuthenticator.password = "pw"
+            c.Authenticator.allow_all = True
+            c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
+            c.JupyterHub.hub_port = {hub_port}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+            c.ConfigurableHTTPProxy.command = [{str(CHP)!r}]
+            c.JupyterHub.db_url = "sqlite:///{tmp}/hub.sqlite"
+            c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+            c.JupyterHub.pid_file = "{tmp}/hub.pid"
+            c.CourseCatalog.path = "{catalog}"
+            c.CourseSpawner.identity_class = "aaltohub.identity.StaticIdentity"
+            c.StaticIdentity.path = "{tmp}/users.yaml"
+            """
+        )
+    )
+    log = open(tmp / "hub.log", "w")  # noqa: SIM115 (closed in teardown)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
+        cwd=tmp,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/hub/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, (tmp / "hub.log").read_text()
+        time.sleep(0.2)
+    else:
+        pytest.fail("hub did not start:\n" + (tmp / "hub.log").read_text())
+    yield url, tmp / "hub.log"
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def login(url: str, user: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, follow_redirects=True, timeout=20)
+    client.get("/hub/login")
+    response = client.post(
+        "/hub/login",
+        data={
+            "username": user,
+            "password": "pw",
+            "_xsrf": client.cookies.get("_xsrf", ""),
+        },
+    )
+    assert response.status_code == 200 and "/hub/login" not in str(response.url)
+    return client
+
+
+def offered(form_html: str) -> set[str]:
+    return set(re.findall(r'name="profile"[^>]*value="([^"]+)"', form_html)) | set(
+        re.findall(r'value="([^"]+)"[^>]*name="profile"', form_html)
+    )
+
+
+def test_spawn_form_lists_only_the_users_courses(hub):
+    url, _ = hub
+    page = login(url, "student2").get("/hub/spawn").text
+    slugs = offered(page)
+    assert {"intro", "exam", "nogid"} <= slugs
+    assert not slugs & {"ml-private", "old", "intro-instructor"}
+    assert "Machine Learning (private)" not in page
+
+
+@pytest.mark.parametrize("profile", ["ml-private", "intro-instructor", "old"])
+def test_crafted_form_post_gets_403_and_starts_nothing(hub, profile):
+    url, log = hub
+    client = login(url, "student2")
+    response = client.post(
+        "/hub/spawn",
+        data={"profile": profile, "_xsrf": client.cookies.get("_xsrf", "")},
+    )
+    assert response.status_code == 403
+    assert "You (student2)" in response.text
+    user = client.get(
+        "/hub/api/user", headers={"X-XSRFToken": client.cookies.get("_xsrf", "")}
+    ).json()
+    assert user["servers"] == {}
+    assert f"profile={profile} role=" in log.read_text()
+    assert "outcome=refused" in log.read_text()
+
+
+def test_crafted_api_spawn_gets_403(hub):
+    url, _ = hub
+    client = login(url, "student2")
+    response = client.post(
+        "/hub/api/users/student2/server",
+        json={"profile": "ml-private"},
+        headers={"X-XSRFToken": client.cookies.get("_xsrf", "")},
+    )
+    assert response.status_code == 403
+    assert "may not use this course environment" in response.text
+
+
+def test_hub_keeps_serving_after_refusals(hub):
+    url, _ = hub
+    assert httpx.get(f"{url}/hub/health", timeout=5).status_code == 200
+    assert "intro" in offered(login(url, "student1").get("/hub/spawn").text)
