@@ -1,0 +1,533 @@
+"""Quota sources: how full a user's home and a course's directories are.
+
+* :class:`ReportFileQuota` reads a report the storage side writes, e.g. from
+  cron on the NFS server::
+
+      repquota -ug /export > /export/.quota/report.tmp && mv ... report.txt
+      xfs_quota -x -c 'report -ug -b' /export > ... (or 'report -h')
+
+  Both tools' formats are parsed (plain and human-readable units, grace
+  columns, ``#1234`` rows for ids without a name). The file is parsed in a
+  thread and again only when its mtime or size changes.
+* :class:`StatvfsQuota` asks the file system of a per-user volume (each home
+  its own filesystem, e.g. a PVC or an NFS export per user).
+* :class:`NoQuota` knows nothing, so nobody is warned.
+
+Every source is async and does its file I/O in threads with a timeout: a
+hung NFS mount must not stall the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from traitlets import Enum, Float, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..course import Course
+from ..identity.base import Identity
+
+KIB = 1024
+_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+
+FREE_SPACE_HELP = (
+    "To free space, start your server (that still works), open a terminal and"
+    " run  du -h --max-depth=1 ~ | sort -h  to see what is big. Then delete what"
+    " you no longer need: old data sets and outputs, ~/.cache, pip and conda"
+    " caches (pip cache purge; conda clean -a), and"
+    " ~/.local/share/Trash. Download anything you want to keep first."
+)
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'; binary units as the quota tools use them."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Space used and allowed, in bytes."""
+
+    used: int
+    #: The limit users hit first: the soft limit if set, else the hard one.
+    #: 0 means no limit.
+    limit: int
+    hard_limit: int = 0
+    #: Remaining grace as the tool printed it ("6days", "[7 days]", "none").
+    grace: str = ""
+    #: Where the number came from, e.g. "repquota /dev/sdb1".
+    source: str = ""
+
+    @property
+    def percent(self) -> float | None:
+        return 100.0 * self.used / self.limit if self.limit else None
+
+    def over_threshold(self, threshold: float = 0.9) -> bool:
+        """At or above ``threshold`` (a fraction, 0.9 = 90 %) of the limit."""
+        return bool(self.limit) and self.used >= threshold * self.limit
+
+    @property
+    def over_limit(self) -> bool:
+        return bool(self.limit) and self.used >= self.limit
+
+    def to_dict(self) -> dict:
+        pct = self.percent
+        return {
+            "used_bytes": self.used,
+            "limit_bytes": self.limit,
+            "hard_limit_bytes": self.hard_limit,
+            "percent": None if pct is None else round(pct, 1),
+            "grace": self.grace,
+            "source": self.source,
+        }
+
+
+def warning_message(usage: Usage, what: str = "Your home directory") -> str:
+    """One sentence for users: how full, and what happens."""
+    used, limit = human_bytes(usage.used), human_bytes(usage.limit)
+    if usage.over_limit:
+        return (
+            f"{what} is over its quota ({used} used of {limit}): saving files"
+            " will fail until you free space."
+        )
+    return f"{what} is {usage.percent:.0f} % full ({used} of {limit})."
+
+
+# --- report parsing ---
+@dataclass(frozen=True)
+class ReportRow:
+    kind: str  # user, group, project
+    name: str  # as printed: "darstr1" or "#1234"
+    filesystem: str  # device (repquota) or "mountpoint device" (xfs_quota)
+    usage: Usage
+
+
+class ReportFormatError(ValueError):
+    pass
+
+
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGTPE]?)$")
+
+
+def _size(token: str, bare_unit: int) -> int:
+    """A size token in bytes: ``123`` (times bare_unit), ``9.0G``, ``512K``."""
+    m = _SIZE.match(token)
+    if not m:
+        raise ReportFormatError(f"not a size: {token!r}")
+    number, suffix = m.groups()
+    if not suffix:
+        return int(float(number) * bare_unit)
+    return int(float(number) * KIB ** _UNITS[suffix])
+
+
+_REPQUOTA_HEAD = re.compile(
+    r"^\*\*\* Report for (user|group|project) quotas on device (\S+)"
+)
+_REPQUOTA_FLAGS = re.compile(r"^[-+]{2}$")
+# Remaining grace as repquota prints it: "6days", "23:59", "none" (expired).
+_REPQUOTA_GRACE = re.compile(r"^(none|[0-9]+days|[0-9]+:[0-9]{2})$")
+
+
+def parse_repquota(text: str) -> list[ReportRow]:
+    """``repquota [-ugjs] [-p] [-n] (-a | mountpoint)`` output."""
+    rows: list[ReportRow] = []
+    kind = device = None
+    for line in text.splitlines():
+        head = _REPQUOTA_HEAD.match(line)
+        if head:
+            kind, device = head.groups()
+            continue
+        tokens = line.split()
+        if kind is None or len(tokens) < 8 or not _REPQUOTA_FLAGS.match(tokens[1]):
+            continue  # headers, separators, statistics, blank lines
+        try:
+            # Block columns are 1 KiB blocks, or sizes with K/M/G/T under -s.
+            used, soft, hard = (_size(t, KIB) for t in tokens[2:5])
+            grace = ""
+            if len(tokens) == 10:  # both grace columns (always so under -p)
+                grace = tokens[5]
+            elif len(tokens) == 9 and _REPQUOTA_GRACE.match(tokens[5]):
+                grace = tokens[5]  # block grace; the inode one is empty
+            # An empty grace column prints as spaces, so fields shift; only
+            # the block values matter here.
+        except ReportFormatError:
+            continue
+        if grace == "0":
+            grace = ""  # -p prints 0 for "no grace running"
+        rows.append(
+            ReportRow(
+                kind,
+                tokens[0],
+                device,
+                Usage(used, soft or hard, hard, grace, f"repquota {device}"),
+            )
+        )
+    return rows
+
+
+_XFS_HEAD = re.compile(r"^(User|Group|Project) quota on (\S+) \((\S+)\)", re.M)
+_XFS_ROW = re.compile(
+    r"^(?P<name>\S+)\s+(?P<used>\S+)\s+(?P<soft>\S+)\s+(?P<hard>\S+)\s+"
+    r"(?P<warn>[0-9]{2,})\s+(?P<grace>\[[^\]]*\]|[0-9]+:[0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_xfs_quota(text: str, default_kind: str = "user") -> list[ReportRow]:
+    """``xfs_quota -x -c 'report [-ugp] [-b] [-h] [-n]'`` output.
+
+    Without ``-h`` the block columns are KiB; with ``-h`` they carry a unit
+    (``9.0G``) and a bare number is bytes.
+    """
+    rows: list[ReportRow] = []
+    kind, fs = default_kind, ""
+    human = False
+    blocks = True
+    for line in text.splitlines():
+        head = _XFS_HEAD.match(line)
+        if head:
+            kind, mount, dev = head.group(1).lower(), head.group(2), head.group(3)
+            fs = f"{mount} {dev}"
+            human, blocks = False, True
+            continue
+        if "Blocks" in line or "Inodes" in line:
+            # The header's first group says what the first columns count.
+            blocks = line.find("Blocks") != -1 and (
+                "Inodes" not in line or line.find("Blocks") < line.find("Inodes")
+            )
+            continue
+        if line.startswith("---------- "):
+            human = len(line.split()[1]) == 33  # -h shortens the rule to 33
+            continue
+        m = _XFS_ROW.match(line)
+        if not m or not blocks:
+            continue
+        unit = 1 if human else KIB
+        try:
+            used, soft, hard = (_size(m[k], unit) for k in ("used", "soft", "hard"))
+        except ReportFormatError:
+            continue
+        # "[--------]": no grace running; "[--none--]": over the hard limit;
+        # "[7 days]", "[00:59:59]" or "23:59:59": grace left.
+        grace = m["grace"].strip("[]").strip("-")
+        rows.append(
+            ReportRow(
+                kind,
+                m["name"],
+                fs,
+                Usage(used, soft or hard, hard, grace, f"xfs_quota {fs}"),
+            )
+        )
+    return rows
+
+
+def parse_report(text: str, fmt: str = "auto") -> list[ReportRow]:
+    """Parse a report in ``fmt`` (repquota, xfs_quota, or auto-detect)."""
+    if fmt == "auto":
+        if "*** Report for " in text:
+            fmt = "repquota"
+        elif _XFS_HEAD.search(text):
+            fmt = "xfs_quota"
+        elif not text.strip():
+            return []
+        else:
+            raise ReportFormatError(
+                "not a repquota or xfs_quota report; write the file with"
+                " 'repquota -ug MOUNT' or \"xfs_quota -x -c 'report -ug -b' MOUNT\""
+            )
+    if fmt == "repquota":
+        return parse_repquota(text)
+    if fmt == "xfs_quota":
+        return parse_xfs_quota(text)
+    raise ReportFormatError(f"unknown report format {fmt!r}")
+
+
+# --- sources ---
+class QuotaSource(LoggingConfigurable):
+    """Base class. All methods are async and never block the event loop."""
+
+    async def usage(self, identity: Identity) -> Usage | None:
+        """Usage of the user's home, or None if unknown."""
+        return None
+
+    async def usage_for_name(self, username: str) -> Usage | None:
+        """Usage by username alone, for when no identity is at hand (the
+        hub's pages after a restart). Sources that need a uid return None."""
+        return None
+
+    async def course_usage(self, course: Course) -> Usage | None:
+        """Usage of a course's directories (group or project quota)."""
+        return None
+
+    async def all_usage(self, kind: str = "user") -> dict[str, Usage]:
+        """Everything the source knows, by name; for admin reports."""
+        return {}
+
+
+class NoQuota(QuotaSource):
+    """No quota information: nobody is warned."""
+
+
+class ReportFileQuota(QuotaSource):
+    """Usage from a repquota / xfs_quota report file written by the storage."""
+
+    user_report = Unicode(
+        "",
+        help="""Report file with user quotas, as the hub sees it (e.g.
+        ``/mnt/jupyter/.quota/report.txt``). Write it atomically (to a
+        temporary name, then ``mv``) so the hub never reads half a file.""",
+    ).tag(config=True)
+
+    course_report = Unicode(
+        "",
+        help="""Report file with group or project quotas for course
+        directories. Empty: look in ``user_report`` (``repquota -ug`` and
+        ``report -ug`` put both in one file).""",
+    ).tag(config=True)
+
+    format = Enum(
+        ["auto", "repquota", "xfs_quota"],
+        default_value="auto",
+        help="Format of the report files; ``auto`` recognises both tools.",
+    ).tag(config=True)
+
+    filesystem = Unicode(
+        "",
+        help="""Only use rows for this device or mount point (e.g.
+        ``/dev/sdb1`` or ``/export``) when the report covers several file
+        systems. Empty: all; the fullest row wins.""",
+    ).tag(config=True)
+
+    course_kind = Enum(
+        ["group", "project"],
+        default_value="group",
+        help="""Which quota limits course directories: ``group`` (matched by
+        ``#<gid>`` or ``course_name_template``) or ``project`` (xfs project
+        quota, matched by ``course_name_template``).""",
+    ).tag(config=True)
+
+    course_name_template = Unicode(
+        "jupyter-{slug}",
+        help="""Name of a course's group or project in the report. Fields:
+        ``{slug}``, ``{coursedir_slug}``, ``{gid}``.""",
+    ).tag(config=True)
+
+    check_interval = Float(
+        30.0,
+        help="""Seconds between checks of the report file for changes. The
+        file is parsed again only when its mtime or size changed.""",
+    ).tag(config=True)
+
+    max_age = Float(
+        2 * 86400.0,
+        help="""Ignore a report older than this many seconds (the storage
+        side stopped writing it) rather than warn on stale numbers.
+        0: never too old.""",
+    ).tag(config=True)
+
+    timeout = Float(
+        10.0, help="Seconds to wait for reading the report before giving up."
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # path -> (stamp, index, checked_at)
+        self._cache: dict[str, tuple[tuple, dict, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._stale_logged: set[tuple[str, tuple]] = set()
+
+    # --- loading ----------------------------------------------------------------
+    def _read(self, path: str, old_stamp):
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == old_stamp:
+            return stamp, None
+        with open(path, encoding="utf-8", errors="replace") as f:
+            rows = parse_report(f.read(), self.format)
+        index: dict[tuple[str, str], list[Usage]] = {}
+        for row in rows:
+            if self.filesystem and self.filesystem not in row.filesystem.split():
+                continue
+            index.setdefault((row.kind, row.name), []).append(row.usage)
+        return stamp, index
+
+    async def _index(self, path: str) -> dict | None:
+        if not path:
+            return None
+        cached = self._cache.get(path)
+        now = time.monotonic()
+        if cached and now - cached[2] < self.check_interval:
+            return self._fresh(path, cached)
+        lock = self._locks.setdefault(path, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(path)
+            if cached and time.monotonic() - cached[2] < self.check_interval:
+                return self._fresh(path, cached)
+            try:
+                stamp, index = await asyncio.wait_for(
+                    asyncio.to_thread(self._read, path, cached[0] if cached else None),
+                    self.timeout,
+                )
+            except (OSError, TimeoutError, ReportFormatError) as e:
+                self.log.warning("quota report=%s outcome=unreadable error=%s", path, e)
+                if cached:  # keep the last good numbers; try again later
+                    self._cache[path] = (cached[0], cached[1], time.monotonic())
+                    return self._fresh(path, cached)
+                return None
+            if index is None:
+                index = cached[1]
+            entry = (stamp, index, time.monotonic())
+            self._cache[path] = entry
+            return self._fresh(path, entry)
+
+    def _fresh(self, path, entry) -> dict | None:
+        stamp = entry[0]
+        age = time.time() - stamp[0] / 1e9
+        if self.max_age and age > self.max_age:
+            if (path, stamp) not in self._stale_logged:  # once per file version
+                self._stale_logged.add((path, stamp))
+                self.log.warning(
+                    "quota report=%s outcome=stale age=%.0fs; is the storage side"
+                    " still writing it?",
+                    path,
+                    age,
+                )
+            return None
+        return entry[1]
+
+    @staticmethod
+    def _pick(index: dict | None, kind: str, names) -> Usage | None:
+        if not index:
+            return None
+        found = [u for n in names for u in index.get((kind, n), ())]
+        if not found:
+            return None
+        return max(found, key=lambda u: (u.percent or 0, u.used))
+
+    # --- queries ------------------------------------------------------------------
+    async def usage(self, identity: Identity) -> Usage | None:
+        index = await self._index(self.user_report)
+        return self._pick(index, "user", (identity.username, f"#{identity.uid}"))
+
+    async def usage_for_name(self, username: str) -> Usage | None:
+        return self._pick(await self._index(self.user_report), "user", (username,))
+
+    async def course_usage(self, course: Course) -> Usage | None:
+        index = await self._index(self.course_report or self.user_report)
+        names = [
+            self.course_name_template.format(
+                slug=course.slug, coursedir_slug=course.directory, gid=course.gid
+            )
+        ]
+        if self.course_kind == "group" and course.gid is not None:
+            names.append(f"#{course.gid}")
+        return self._pick(index, self.course_kind, names)
+
+    async def all_usage(self, kind: str = "user") -> dict[str, Usage]:
+        path = (
+            self.user_report
+            if kind == "user"
+            else (self.course_report or self.user_report)
+        )
+        index = await self._index(path) or {}
+        out = {}
+        for (k, name), _ in index.items():
+            if k == kind:
+                out[name] = self._pick(index, k, (name,))
+        return out
+
+
+class StatvfsQuota(QuotaSource):
+    """Usage of per-user volumes: the file system *is* the quota."""
+
+    path_template = Unicode(
+        "",
+        help="""Where the hub sees a user's volume, e.g.
+        ``/mnt/homes/{username}``. Fields: ``{username}``, ``{uid}``,
+        ``{uid_last2digits}``.""",
+    ).tag(config=True)
+
+    course_path_template = Unicode(
+        "",
+        help="""Where the hub sees a course's volume, e.g.
+        ``/mnt/course/{coursedir_slug}``; empty: no course usage. Fields:
+        ``{slug}``, ``{coursedir_slug}``.""",
+    ).tag(config=True)
+
+    timeout = Float(
+        5.0, help="Seconds to wait for statvfs (NFS can hang) before giving up."
+    ).tag(config=True)
+
+    _pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Own small pool: calls stuck on a dead NFS server must not take
+        # the default executor's threads from the rest of the hub.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(4, thread_name_prefix="statvfs")
+        return self._pool
+
+    @staticmethod
+    def _statvfs(path: str) -> Usage:
+        st = os.statvfs(path)
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        # What a user can still write is f_bavail (root's reserve excluded).
+        limit = used + st.f_bavail * st.f_frsize
+        return Usage(used, limit, limit, source=f"statvfs {path}")
+
+    async def _usage(self, path: str) -> Usage | None:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor(), self._statvfs, path),
+                self.timeout,
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, TimeoutError) as e:
+            self.log.warning("quota path=%s outcome=unavailable error=%r", path, e)
+            return None
+
+    async def usage(self, identity: Identity) -> Usage | None:
+        if not self.path_template:
+            return None
+        return await self._usage(
+            self.path_template.format(
+                username=identity.username,
+                uid=identity.uid,
+                uid_last2digits=identity.uid_last2digits,
+            )
+        )
+
+    async def course_usage(self, course: Course) -> Usage | None:
+        if not self.course_path_template:
+            return None
+        return await self._usage(
+            self.course_path_template.format(
+                slug=course.slug, coursedir_slug=course.directory
+            )
+        )
+
+    async def all_usage(self, kind: str = "user") -> dict[str, Usage]:
+        template = self.path_template if kind == "user" else self.course_path_template
+        if not template:
+            return {}
+        fields = ("username", "uid", "uid_last2digits", "slug", "coursedir_slug")
+        pattern = template.format(**dict.fromkeys(fields, "*"))
+        paths = await asyncio.to_thread(glob.glob, pattern)
+        out = {}
+        for path in sorted(paths):
+            usage = await self._usage(path)
+            if usage is not None:
+                out[os.path.basename(path)] = usage
+        return out
