@@ -30,6 +30,12 @@ CLASSES = [
     "aaltohub.hooks.quota:QuotaHook",
     "aaltohub.hooks.provision:ProvisionHomeHook",
     "aaltohub.local:LocalCourseSpawner",
+    "aaltohub.storage:StorageLayout",
+    "aaltohub.storage:LocalHomeProvisioner",
+    "aaltohub.storage:RemoteCommandHomeProvisioner",
+    "aaltohub.storage:ReportFileQuota",
+    "aaltohub.storage:StatvfsQuota",
+    "aaltohub.quota_web:QuotaWarnings",
 ]
 
 # Only the options a class adds; inherited JupyterHub/KubeSpawner options are

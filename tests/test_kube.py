@@ -356,3 +356,18 @@ async def test_authenticator_and_spawner_share_one_identity_cache(config):
     assert authenticator.identity_provider is spawner.identity_provider
     await authenticator.identity_provider.lookup("student1")
     assert spawner.identity_provider.cached("student1").uid == 1001234
+
+
+async def test_plan_notices_appear_in_spawn_progress(config, monkeypatch):
+    from kubespawner import KubeSpawner
+
+    async def pod_events(self):  # stands in for events from the k8s API
+        yield {"progress": 10, "message": "Pod scheduled"}
+        yield {"progress": 50, "message": "Pulling image"}
+
+    monkeypatch.setattr(KubeSpawner, "progress", pod_events)
+    spawner = make_spawner(config, "student1")
+    await spawn_manifest(spawner, "intro")
+    spawner._plan.notices.append("Your home is 95 % full.")
+    messages = [e["message"] async for e in spawner.progress()]
+    assert messages == ["Your home is 95 % full.", "Pod scheduled", "Pulling image"]

@@ -215,6 +215,17 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
             name = "jupyter-" + multi_slug([self.user.name, course, self.name], 55)
         return name
 
+    async def progress(self):
+        """KubeSpawner's progress events, with the plan's notices (e.g. a
+        quota warning) shown on the spawn-pending page as they appear."""
+        sent = 0
+        async for event in super().progress():
+            notices = self._plan.notices if self._plan is not None else []
+            for notice in notices[sent:]:
+                yield {"progress": event.get("progress", 0), "message": notice}
+            sent = len(notices)
+            yield event
+
     def get_env(self):
         env = super().get_env()
         if self._plan is not None:

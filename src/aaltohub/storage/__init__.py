@@ -8,6 +8,7 @@ Nothing here imports JupyterHub; the hub reaches it through the spawn hooks
 
 from __future__ import annotations
 
+from ..shared import shared as _shared
 from .layout import Entry, LayoutError, StorageLayout, TreeRule, UnsafePath
 from .quota import (
     NoQuota,
@@ -24,21 +25,14 @@ from .user_dirs import (
     RemoteCommandHomeProvisioner,
 )
 
-_SHARED: dict[tuple[type, int], tuple[object, object]] = {}
-
 
 def shared(cls, config):
-    """One instance of ``cls`` per hub config.
+    """One instance of ``cls`` per hub config (see :mod:`aaltohub.shared`).
 
-    Spawn hooks are built afresh for every spawn; their quota source and
-    provisioner keep caches (parsed reports, homes known to exist), so those
-    live here, keyed by class and config object.
+    Spawn hooks hold no state; their quota source and provisioner keep
+    caches (parsed reports, homes known to exist), so those are shared.
     """
-    key = (cls, id(config))
-    hit = _SHARED.get(key)
-    if hit is None or hit[0] is not config:
-        hit = _SHARED[key] = (config, cls(config=config))
-    return hit[1]
+    return _shared(cls, config, lambda: cls(config=config))
 
 
 __all__ = [
