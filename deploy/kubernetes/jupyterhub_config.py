@@ -9,6 +9,8 @@ or paste the body into z2jh's ``hub.extraConfig``.
 
 import os
 
+from aaltohub import quota_web
+
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 env = os.environ.get
@@ -39,7 +41,9 @@ c.CourseSpawner.general_profiles = [
         "slug": "general-python",
         "display_name": "Python: general use",
         "default": True,
-        "kubespawner_override": {"image": env("GENERAL_IMAGE", "quay.io/jupyter/scipy-notebook:2025-01-06")},
+        "kubespawner_override": {
+            "image": env("GENERAL_IMAGE", "quay.io/jupyter/scipy-notebook:2025-01-06")
+        },
     },
 ]
 c.CourseSpawner.hooks = [
@@ -54,6 +58,24 @@ c.CourseSpawner.hooks = [
     "aaltohub.hooks.EnvironmentHook",
     "aaltohub.hooks.quota.QuotaHook",
 ]
+
+# --- storage: homes made before the first start, quota warnings -----------
+if env("HOME_PROVISIONER", "remote") == "local":
+    # the hub has the share mounted with rights to chown
+    c.ProvisionHomeHook.provisioner_class = "aaltohub.storage.LocalHomeProvisioner"
+    c.LocalHomeProvisioner.storage_root = env("STORAGE_ROOT", "/mnt/jupyter")
+else:
+    # root_squash NFS: a forced command on the storage host makes homes
+    c.ProvisionHomeHook.provisioner_class = (
+        "aaltohub.storage.RemoteCommandHomeProvisioner"
+    )
+    c.RemoteCommandHomeProvisioner.host = env("STORAGE_HOST", "storage.example.org")
+    c.RemoteCommandHomeProvisioner.identity_file = "/srv/jupyterhub/ssh/id_ed25519"
+if env("QUOTA_REPORT"):
+    c.QuotaHook.source_class = "aaltohub.storage.ReportFileQuota"
+    c.ReportFileQuota.user_report = env("QUOTA_REPORT")
+    quota_web.configure(c)  # the warning on the home and spawn pages
+
 c.CourseSpawner.cpu_limit = 4
 c.CourseSpawner.mem_limit = "5G"
 c.CourseSpawner.cpu_guarantee = 0.1
