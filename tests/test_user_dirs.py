@@ -13,7 +13,7 @@ import time
 import pytest
 
 from aaltohub.identity.base import Identity
-from aaltohub.storage import user_dirs
+from aaltohub.storage import homes, user_dirs
 from aaltohub.storage.user_dirs import (
     LocalHomeProvisioner,
     NoHomeProvisioner,
@@ -78,7 +78,7 @@ def test_failure_leaves_nothing_half_made(tmp_path, monkeypatch):
     def broken_chown(fd, uid, gid):
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(user_dirs.os, "fchown", broken_chown)
+    monkeypatch.setattr(homes.os, "fchown", broken_chown)
     with pytest.raises(ProvisionError) as info:
         make_home(str(tmp_path), "u/34/alice", UID, GID)
     assert "Operation not permitted" in info.value.detail

@@ -2,23 +2,20 @@
 
 The layout (modes, owners, groups) comes from
 :class:`aaltohub.storage.StorageLayout`; walking and repairing from
-:mod:`aaltohub.storage.course_dirs`. This module parses arguments, picks
+:mod:`aaltohub.storage.course_dirs`; the course-file edit behind ``archive``
+from :mod:`aaltohub.catalog_edit`. This module parses arguments, picks
 courses from the catalog and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import sys
-import tempfile
-
-import yaml
 
 from ..catalog import CourseCatalog
+from ..catalog_edit import ArchiveError, _write_atomically, set_archive_flag
 from ..course import Course
 from ..storage import course_dirs
 from ..storage.layout import LayoutError, StorageLayout
@@ -222,22 +219,32 @@ def _emit(args, courses, result, lines, summary) -> None:
     _err(summary)
 
 
+def _emit_changes(args, courses, result, summary) -> int:
+    """Report what create, fix or archive changed (or, in a dry run, would):
+    the actions, then what could not be repaired. 1 if anything is left."""
+    _emit(
+        args,
+        courses,
+        result,
+        result.actions + [f"error: {p}" for p in result.unfixed],
+        summary,
+    )
+    return 1 if result.unfixed else 0
+
+
 # --- create / check / fix ---
 @_guard
 def run_create(args) -> int:
     courses = _select(args, _catalog(args))
     result = _walk(args, courses, fix=True, dry_run=args.dry_run, walk=False)
-    lines = result.actions + [f"error: {p}" for p in result.unfixed]
     verb = "would make" if args.dry_run else "made"
-    _emit(
+    return _emit_changes(
         args,
         courses,
         result,
-        lines,
         f"{len(courses)} course(s): {verb} {len(result.actions)} change(s),"
         f" {len(result.unfixed)} error(s)",
     )
-    return 1 if result.unfixed else 0
 
 
 @_guard
@@ -260,17 +267,14 @@ def run_check(args) -> int:
 def run_fix(args) -> int:
     courses = _select(args, _catalog(args))
     result = _walk(args, courses, fix=True, dry_run=args.dry_run)
-    lines = result.actions + [f"error: {p}" for p in result.unfixed]
     verb = "would make" if args.dry_run else "made"
-    _emit(
+    return _emit_changes(
         args,
         courses,
         result,
-        lines,
         f"{len(courses)} course(s), {result.scanned:,} entries checked: {verb}"
         f" {len(result.actions)} change(s), {len(result.unfixed)} left to fix by hand",
     )
-    return 1 if result.unfixed else 0
 
 
 # --- list ---
@@ -350,65 +354,6 @@ def _storage_status(root: str, layout: StorageLayout, course: Course) -> str:
 
 
 # --- archive ---
-class ArchiveError(Exception):
-    pass
-
-
-_ARCHIVE_KEY = re.compile(
-    r"^archive[ \t]*:(?P<value>[^#\n]*?)(?P<rest>[ \t]*(?:#.*)?)$", re.M
-)
-
-
-def set_archive_flag(text: str) -> str:
-    """The course file with ``archive: true``, everything else untouched.
-
-    A text edit, so comments, order and quoting stay as the author wrote
-    them: the value of a top-level ``archive:`` key is replaced, or the key
-    is appended. The result is parsed again to prove only that key changed.
-    """
-    match = _ARCHIVE_KEY.search(text)
-    if match:
-        new = text[: match.start("value")] + " true" + text[match.end("value") :]
-    else:
-        new = (
-            text + ("" if not text or text.endswith("\n") else "\n") + "archive: true\n"
-        )
-    try:
-        before = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ArchiveError(f"cannot parse the course file: {problem}") from None
-    try:
-        after = yaml.safe_load(new)
-    except yaml.YAMLError:
-        after = None
-    if not isinstance(before, dict) or after != dict(before, archive=True):
-        raise ArchiveError(
-            "the course file is not a plain mapping this tool can edit safely;"
-            " add 'archive: true' by hand"
-        )
-    return new
-
-
-def _write_atomically(path: str, text: str) -> None:
-    st = os.stat(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".archive-", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        if os.geteuid() == 0:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @_guard
 def run_archive(args) -> int:
     catalog = _catalog(args)
@@ -442,11 +387,9 @@ def run_archive(args) -> int:
             total.extend(result)
     if not args.storage_root:
         _err("note: files not touched; pass --storage-root to make them read-only")
-    _emit(
+    return _emit_changes(
         args,
         courses,
         total,
-        total.actions + [f"error: {p}" for p in total.unfixed],
         f"archived {len(courses)} course(s); {len(total.actions)} storage change(s)",
     )
-    return 1 if total.unfixed else 0

@@ -8,82 +8,24 @@ ties up one pool thread until ``receive_timeout``.
 from __future__ import annotations
 
 import contextlib
-import math
-import re
-import ssl
 from collections.abc import Iterator
 from typing import Any
 
-import ldap3
-from ldap3.core.exceptions import (
-    LDAPCommunicationError,
-    LDAPException,
-    LDAPResponseTimeoutError,
-    LDAPServerPoolError,
-    LDAPServerPoolExhaustedError,
-    LDAPStartTLSError,
-)
+from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 from traitlets import Bool, Enum, Float, List, TraitError, Unicode, validate
 
+from . import ldap_connection
 from .base import Identity, IdentityProvider, InvalidIdentity
-
-# Errors that mean "this server did not answer": try the next one.
-_UNREACHABLE = (
-    LDAPCommunicationError,
-    LDAPResponseTimeoutError,
-    LDAPServerPoolError,
-    LDAPServerPoolExhaustedError,
-    LDAPStartTLSError,
-    OSError,
+from .ldap_connection import (
+    _RESULT_NO_SUCH_OBJECT,
+    _RESULT_SUCCESS,
+    _all,
+    _filter,
+    _first,
+    _unescape_dn_value,
 )
-
-_RESULT_SUCCESS = 0
-_RESULT_SIZE_LIMIT = 4
-_RESULT_NO_SUCH_OBJECT = 32
-
-
-def _first(attrs: dict[str, Any], name: str) -> str:
-    """First value of an attribute as text ('' if absent); ldap3 gives lists
-    or scalars depending on schema knowledge, so accept both."""
-    value = attrs.get(name)
-    if isinstance(value, list | tuple):
-        value = value[0] if value else None
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def _all(attrs: dict[str, Any], name: str) -> list[str]:
-    value = attrs.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple):
-        value = [value]
-    return [
-        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value
-    ]
-
-
-def _unescape_dn_value(value: str) -> str:
-    """Undo RFC 4514 escaping (``\\,`` and ``\\c3\\a4``) in one RDN value."""
-    out = bytearray()
-    for m in re.finditer(r"\\([0-9a-fA-F]{2})|\\(.)|([^\\]+)", value, re.S):
-        hexpair, char, text = m.groups()
-        if hexpair:
-            out.append(int(hexpair, 16))
-        else:
-            out += (char or text).encode("utf-8")
-    return out.decode("utf-8", errors="replace")
-
-
-def _filter(template: str, **values: str) -> str:
-    """Fill a filter template; every value is escaped so it cannot change the
-    filter's structure (``*)(uid=*`` stays a literal string)."""
-    return template.format(**{k: escape_filter_chars(v) for k, v in values.items()})
 
 
 class LDAPIdentity(IdentityProvider):
@@ -298,13 +240,7 @@ class LDAPIdentity(IdentityProvider):
             )
         return value
 
-    # --- connections ------------------------------------------------------------
-    def _tls(self) -> ldap3.Tls:
-        return ldap3.Tls(
-            validate=ssl.CERT_REQUIRED if self.tls_validate else ssl.CERT_NONE,
-            ca_certs_file=self.tls_ca_file or None,
-        )
-
+    # --- connections (plumbing in ldap_connection.py) -------------------------
     def connect(self, user: str | None = None, password: str | None = None):
         """Open a connection to the first reachable server and bind.
 
@@ -313,76 +249,27 @@ class LDAPIdentity(IdentityProvider):
         exception). Raises ConnectionError if no server answers. Blocking:
         call it from a thread.
         """
-        if not self.server_urls:
-            raise ConnectionError(
-                "LDAPIdentity.server_urls is empty; set e.g. "
-                "c.LDAPIdentity.server_urls = ['ldaps://ldap.example.org']"
-            )
         if user is None:
             user, password = (self.bind_dn or None), (self.bind_password or None)
-        tls = self._tls()
-        errors = []
-        for url in self.server_urls:
-            server = ldap3.Server(
-                url,
-                get_info=ldap3.NONE,
-                tls=tls,
-                connect_timeout=self.connect_timeout,
-            )
-            conn = ldap3.Connection(
-                server,
-                user=user,
-                password=password,
-                authentication=ldap3.SIMPLE if user else ldap3.ANONYMOUS,
-                # ldap3 packs this into SO_RCVTIMEO and needs whole seconds.
-                receive_timeout=max(1, math.ceil(self.receive_timeout)),
-                # AD hands out referrals to DNS names the hub may not
-                # resolve; following them would only add timeouts.
-                auto_referrals=False,
-                read_only=True,
-                raise_exceptions=False,
-            )
-            try:
-                conn.open()
-                if self.use_starttls and not server.ssl and not conn.start_tls():
-                    raise LDAPStartTLSError(f"StartTLS refused: {conn.result}")
-                conn.bind()
-            except _UNREACHABLE as e:
-                errors.append(f"{url}: {e}")
-                self._close(conn)
-                continue
-            except LDAPException as e:
-                self._close(conn)
-                raise ConnectionError(f"LDAP error talking to {url}: {e!r}") from e
-            return conn
-        raise ConnectionError("no LDAP server answered: " + "; ".join(errors))
+        return ldap_connection.open_connection(
+            self.server_urls,
+            user,
+            password,
+            tls_validate=self.tls_validate,
+            tls_ca_file=self.tls_ca_file,
+            use_starttls=self.use_starttls,
+            connect_timeout=self.connect_timeout,
+            receive_timeout=self.receive_timeout,
+        )
 
-    @staticmethod
-    def _close(conn) -> None:
-        with contextlib.suppress(Exception):
-            conn.unbind()
+    _close = staticmethod(ldap_connection.close)
 
     @contextlib.contextmanager
     def service_connection(self) -> Iterator[Any]:
         """A connection bound as the service account, closed afterwards."""
         conn = self.connect()
-        try:
-            if not conn.bound:
-                raise ConnectionError(
-                    f"binding to LDAP as {self.bind_dn or 'anonymous'} failed "
-                    f"({conn.result.get('description')}: "
-                    f"{conn.result.get('message')}); check "
-                    "LDAPIdentity.bind_dn and bind_password"
-                )
+        with ldap_connection.service_session(conn, self.bind_dn) as conn:
             yield conn
-        except _UNREACHABLE as e:
-            if isinstance(e, ConnectionError):
-                raise
-            raise ConnectionError(f"LDAP connection lost: {e!r}") from e
-        except LDAPException as e:
-            raise ConnectionError(f"LDAP error: {e!r}") from e
-        finally:
-            self._close(conn)
 
     def _search(
         self,
@@ -393,23 +280,9 @@ class LDAPIdentity(IdentityProvider):
         size_limit: int = 0,
     ) -> list[dict[str, Any]]:
         """Entries (dicts with 'dn' and 'attributes'); references dropped."""
-        conn.search(
-            base,
-            search_filter,
-            search_scope=ldap3.SUBTREE,
-            attributes=attributes,
-            size_limit=size_limit,
+        return ldap_connection.search(
+            conn, base, search_filter, attributes, size_limit, log=self.log
         )
-        code = conn.result.get("result")
-        if code == _RESULT_NO_SUCH_OBJECT:
-            self.log.warning("LDAP search base %r does not exist", base)
-            return []
-        if code not in (_RESULT_SUCCESS, _RESULT_SIZE_LIMIT):
-            raise ConnectionError(
-                f"LDAP search under {base!r} failed: "
-                f"{conn.result.get('description')} {conn.result.get('message')}"
-            )
-        return [r for r in conn.response or () if r.get("type") == "searchResEntry"]
 
     def find_user(self, conn, username: str) -> dict[str, Any] | None:
         """The user's entry, None if absent; InvalidIdentity if ambiguous."""
