@@ -1,0 +1,382 @@
+"""Course profiles for any spawner, and LocalCourseSpawner.
+
+``CourseProfilesMixin`` gives any non-Kubernetes Spawner the same catalog,
+access rules and hooks as CourseSpawner (through CourseSpawnMixin): the
+options form, its strict parsing, and the authorized plan for ``start()``.
+``LocalCourseSpawner`` applies that plan to a local process. Each server
+gets its own view of the storage (built by :mod:`aaltohub.demo.views`), in
+one of two ways:
+
+``namespace`` (the hub runs as root)
+    A private mount namespace whose root is a fresh tmpfs holding the
+    system and Python directories (read-only) and the plan's mounts as bind
+    mounts at the pod's paths: /notebooks, /course, /coursedata,
+    /srv/nbgrader/exchange, /etc/aaltohub. Read-only mounts are read-only
+    mounts, and the server runs under the user's uid, gid and groups, so
+    the storage's permission bits apply as on NFS. The host's own / is
+    never changed (see :mod:`aaltohub.demo.sandbox`).
+
+``prefix`` (any user)
+    A per-server directory of symlinks, ``<servers_dir>/<server>/root``
+    with notebooks/, course/, coursedata/, srv/nbgrader/exchange and
+    etc/aaltohub/, used as the server's root directory; the plan's paths
+    are translated to it. Everything runs as the hub's own uid, so
+    read-only mounts and the separation of users are NOT enforced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+import subprocess
+import sys
+
+from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
+from traitlets import Enum, List, Unicode, default
+
+from .course import Course
+from .demo import views
+from .demo.sandbox import MODULE as sandbox_module
+from .demo.sandbox import namespaces_work, read_status
+from .plan import SpawnPlan
+from .spawn import CourseSpawnMixin, user_error
+
+PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,120}$")
+_SERVER_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+
+
+def profile_form(profiles: list[dict]) -> str:
+    """The options form: one radio button per profile, field name ``profile``.
+
+    ``display_name`` and ``description`` are HTML, as in KubeSpawner's
+    profile_list (ProfileBuilder escapes course text); the slug is escaped
+    here because it goes into an attribute.
+    """
+    if not profiles:
+        return (
+            "<p>No course environments are available to you. If you take a"
+            " course, ask its instructors to add you to the course list.</p>"
+        )
+    chosen = next((p for p in profiles if p.get("default")), profiles[0])
+    rows = []
+    for i, p in enumerate(profiles):
+        slug = html.escape(str(p.get("slug", "")), quote=True)
+        checked = " checked" if p is chosen else ""
+        desc = p.get("description") or ""
+        rows.append(
+            f'<label class="aaltohub-profile" for="profile-{i}"'
+            ' style="display:block;margin:0.4em 0">'
+            f'<input type="radio" name="profile" id="profile-{i}"'
+            f' value="{slug}"{checked}> <strong>{p.get("display_name", slug)}</strong>'
+            + (f' <span class="text-muted">{desc}</span>' if desc else "")
+            + "</label>"
+        )
+    return (
+        '<fieldset class="aaltohub-profiles"><legend>Choose a course'
+        " environment</legend>" + "".join(rows) + "</fieldset>"
+    )
+
+
+class CourseProfilesMixin(CourseSpawnMixin):
+    """Course profiles for spawners without KubeSpawner's profile_list.
+
+    Put it first in the bases of any Spawner (``class
+    CourseDockerSpawner(CourseProfilesMixin, DockerSpawner)``): it renders
+    the options form from the same profile list as CourseSpawner, reads it
+    strictly (HTTP 400), checks access (HTTP 403, in CourseSpawnMixin), and
+    :meth:`course_plan` gives ``start()`` the authorized plan to apply.
+    """
+
+    @default("options_form")
+    def _default_options_form(self):
+        return CourseProfilesMixin._options_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # The only option, "profile", is checked and applied in start().
+        return _options_applied_in_start
+
+    # --- the form ----------------------------------------------------------------
+    async def _options_form(self) -> str:
+        return profile_form(await self.course_profiles())
+
+    def options_from_form(self, formdata):
+        """``{"profile": slug}``, or HTTP 400 naming what is wrong.
+
+        Other fields (``_xsrf``, anything a newer hub adds) are ignored.
+        CourseSpawnMixin.run_options_from_form then checks access (403).
+        """
+        values = formdata.get("profile")
+        problem = None
+        if not values or values == [""]:
+            problem = "no course environment was chosen"
+        elif not isinstance(values, list) or len(values) != 1:
+            problem = "more than one course environment was chosen"
+        elif not isinstance(values[0], str) or not PROFILE_RE.match(values[0]):
+            problem = "the chosen course environment is not a valid name"
+        if problem:
+            raise user_error(
+                400,
+                f"The server options form could not be read: {problem}. Reload"
+                " the page and pick one of the listed course environments.",
+            )
+        return {"profile": values[0]}
+
+    async def run_auth_state_hook(self, auth_state):
+        self.remember_auth_state(auth_state)
+        await super().run_auth_state_hook(auth_state)
+
+    def _resource_defaults(self) -> dict:
+        names = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+        return {n: getattr(self, n, None) for n in names}
+
+    async def course_plan(self) -> tuple[Course | None, str, SpawnPlan]:
+        """Authorize ``user_options`` again (API spawns skip the form) and
+        build the plan: what every ``start()`` does first."""
+        profile = await self.effective_profile((self.user_options or {}).get("profile"))
+        course, role = await self.authorize(profile)
+        plan = await self.build_plan(course, role, self._resource_defaults())
+        return course, role, plan
+
+
+class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
+    """A LocalProcessSpawner whose profiles are the user's courses, with
+    the course plan applied to a per-server view of a local storage tree."""
+
+    storage_root = Unicode(
+        "",
+        help="""Local directory that stands in for the campus storage volume:
+        plan mounts are its sub-paths (u/NN/user, course/<dir>/files, ...),
+        exactly as in a pod.""",
+    ).tag(config=True)
+
+    servers_dir = Unicode(
+        "",
+        help="""Directory for the per-server views (one sub-directory per
+        server, removed when it stops). Keep it outside storage_root.""",
+    ).tag(config=True)
+
+    isolation = Enum(
+        ["auto", "namespace", "prefix"],
+        "auto",
+        help="""How a server sees its storage: ``namespace`` (root only: a
+        private mount namespace at the pod's paths, running as the user's
+        uid), ``prefix`` (symlinks under a per-server directory, running as
+        the hub's uid, nothing enforced) or ``auto`` (namespace when the hub
+        is root and mount namespaces work, else prefix).""",
+    ).tag(config=True)
+
+    readonly_binds = List(
+        Unicode(),
+        ["/usr", "/opt"],
+        help="""Host directories shown read-only, at the same path, inside a
+        namespace server. The Python installation (sys.prefix, base prefix
+        and sys.path entries) is added automatically; /bin, /lib and friends
+        are copied as symlinks when they are symlinks on the host.""",
+    ).tag(config=True)
+
+    @default("cmd")
+    def _default_cmd(self):
+        # The hub's own interpreter: PATH may not include the venv.
+        return [sys.executable, "-m", "jupyterhub.singleuser"]
+
+    @default("interrupt_timeout")
+    def _default_interrupt(self):
+        return 5
+
+    @default("term_timeout")
+    def _default_term(self):
+        return 5
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._launch: views.Launch | None = None
+        self._course_state: dict = {}
+
+    async def start(self):
+        self._launch = None
+        course, role, plan = await self.course_plan()
+        identity = await self.get_identity()
+        mode = await self._isolation_mode()
+        if not self.storage_root or not self.servers_dir:
+            raise user_error(
+                500,
+                "The hub is misconfigured: LocalCourseSpawner.storage_root and"
+                " servers_dir must be set.",
+            )
+        try:
+            launch = await asyncio.to_thread(self._prepare, plan, identity, mode)
+        except (OSError, ValueError) as e:
+            self.log.error(
+                "spawn user=%s action=prepare outcome=failed: %s", self._uname, e
+            )
+            raise user_error(
+                500,
+                f"Your server's storage could not be prepared: {e}. Ask the hub"
+                " operator to check the storage directories.",
+            ) from e
+        self._launch = launch
+        self._course_state = {
+            "course": course.slug if course else None,
+            "role": role,
+            "isolation": mode,
+            "server_dir": launch.server_dir,
+            "cull_inactive_timeout": plan.cull_inactive_timeout,
+            "cull_max_age": plan.cull_max_age,
+        }
+        if self.port == 0:
+            self.port = random_port()
+        env = self.get_env()
+        cmd = list(self.cmd) + self.get_args()
+        if launch.allow_root:
+            cmd.append("--ServerApp.allow_root=True")
+        umask, cwd = launch.umask, launch.cwd
+        pass_fds: tuple[int, ...] = ()
+        status_r = status_w = None
+        if launch.spec:
+            # The sandbox writes why it failed to this pipe; exec closes it.
+            status_r, status_w = os.pipe()
+            pass_fds = (status_w,)
+            sandbox = [sys.executable, "-m", sandbox_module]
+            cmd = [*sandbox, f"--status-fd={status_w}", launch.spec, *cmd]
+
+        def preexec():
+            os.umask(umask)
+
+        self.log.info(
+            "spawn user=%s server=%s course=%s role=%s isolation=%s action=start",
+            self._uname,
+            self.name or "-",
+            self._course_state["course"] or "-",
+            role,
+            mode,
+        )
+        # Popen only forks and execs; the server's own start-up happens in
+        # the child, so this does not hold up the event loop.
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=cwd,
+                preexec_fn=preexec,
+                start_new_session=True,
+                pass_fds=pass_fds,
+            )
+        finally:
+            if status_w is not None:
+                os.close(status_w)
+        self.pid = self.proc.pid
+        if status_r is not None:
+            error = await asyncio.wait_for(asyncio.to_thread(read_status, status_r), 30)
+            if not error and self.proc.poll() is not None:
+                error = f"its process exited with status {self.proc.returncode}"
+            if error:
+                await self.stop(now=True)
+                raise user_error(
+                    500,
+                    f"Your server could not be started: {error}. The hub operator"
+                    " can find the details in the hub log.",
+                )
+        return (self.ip or "127.0.0.1", self.port)
+
+    async def stop(self, now=False):
+        # poll() clears the state once the process is gone: remember first.
+        server_dir = self._course_state.get("server_dir")
+        await super().stop(now)
+        if server_dir and await self.poll() is not None:
+            await asyncio.to_thread(views.remove_view, server_dir, self.servers_dir)
+
+    # --- environment ---------------------------------------------------------------
+    def user_env(self, env):
+        # Users need no local account: identity comes from the plan.
+        launch = self._launch
+        env["USER"] = env["LOGNAME"] = self.user.name
+        env["SHELL"] = "/bin/bash"
+        if launch:
+            env["HOME"] = launch.home
+        return env
+
+    def get_env(self):
+        env = super().get_env()
+        launch = self._launch
+        if launch is None:
+            return env
+        env.update(launch.env)
+        # Informational only: a local process has no enforced limits.
+        for name, value in launch.resources.items():
+            if value is not None:
+                env[name] = str(value)
+        env["JUPYTERHUB_ROOT_DIR"] = launch.root_dir
+        if launch.default_url:
+            env["JUPYTERHUB_DEFAULT_URL"] = launch.default_url
+        bindir = os.path.dirname(sys.executable)
+        path = env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+        if bindir not in path.split(os.pathsep):
+            env["PATH"] = bindir + os.pathsep + path
+        return env
+
+    # --- state -----------------------------------------------------------------------
+    def get_state(self):
+        state = super().get_state()
+        if self._course_state:
+            state["aaltohub"] = dict(self._course_state)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._course_state = dict(state.get("aaltohub") or {})
+
+    def clear_state(self):
+        super().clear_state()
+        self._launch = None
+        self._course_state = {}
+
+    @property
+    def course_slug(self) -> str | None:
+        return self._course_state.get("course")
+
+    @property
+    def course_role(self) -> str | None:
+        return self._course_state.get("role")
+
+    # --- applying the plan (in a thread: file system work) ---------------------------
+    async def _isolation_mode(self) -> str:
+        if self.isolation != "auto":
+            return self.isolation
+        if os.geteuid() != 0:
+            return "prefix"
+        works = await namespaces_work()
+        if not works:
+            self.log.warning(
+                "isolation=auto: mount namespaces do not work here; servers run"
+                " as root in prefix mode, with NO read-only or user separation"
+            )
+        return "namespace" if works else "prefix"
+
+    def _prepare(self, plan, identity, mode: str) -> views.Launch:
+        """Blocking: the server's view of the storage (see demo/views.py)."""
+        return views.prepare(
+            plan,
+            identity,
+            mode,
+            storage_root=self.storage_root,
+            server_dir=os.path.join(
+                os.path.abspath(self.servers_dir), self._server_key()
+            ),
+            servers_dir=self.servers_dir,
+            files_root=self.files_root,
+            readonly_binds=list(self.readonly_binds),
+        )
+
+    def _server_key(self) -> str:
+        name = self.name or ""
+        if name and not _SERVER_RE.match(name):
+            raise ValueError(f"server name {name!r} cannot be used as a directory")
+        return f"{self.user.name}@{name}" if name else self.user.name
+
+
+def _options_applied_in_start(spawner, user_options):
+    return None

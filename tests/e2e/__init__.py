@@ -1,0 +1,1 @@
+"""End-to-end tests: the demo hub, a real browser, nbgrader (see conftest.py)."""
