@@ -56,7 +56,6 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
         super().__init__(*args, **kwargs)
         self._configured = self._snapshot_config()
         self._plan: SpawnPlan | None = None
-        self._course_state: dict = {}
 
     @default("profile_list")
     def _default_profile_list(self) -> Callable:
@@ -233,25 +232,6 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
             # display name may contain braces.
             env.update(self._plan.env)
         return env
-
-    # --- state that survives a hub restart -----------------------------------------
-    def get_state(self):
-        state = super().get_state()
-        if self._course_state:
-            state["aaltohub"] = dict(self._course_state)
-        return state
-
-    def load_state(self, state):
-        super().load_state(state)
-        self._course_state = dict(state.get("aaltohub") or {})
-
-    @property
-    def course_slug(self) -> str | None:
-        return self._course_state.get("course")
-
-    @property
-    def course_role(self) -> str | None:
-        return self._course_state.get("role")
 
 
 def _merge(configured, added: list[dict], key: str, replace: bool):

@@ -194,7 +194,6 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._launch: views.Launch | None = None
-        self._course_state: dict = {}
 
     async def start(self):
         self._launch = None
@@ -319,28 +318,10 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
         return env
 
     # --- state -----------------------------------------------------------------------
-    def get_state(self):
-        state = super().get_state()
-        if self._course_state:
-            state["aaltohub"] = dict(self._course_state)
-        return state
-
-    def load_state(self, state):
-        super().load_state(state)
-        self._course_state = dict(state.get("aaltohub") or {})
-
     def clear_state(self):
         super().clear_state()
         self._launch = None
         self._course_state = {}
-
-    @property
-    def course_slug(self) -> str | None:
-        return self._course_state.get("course")
-
-    @property
-    def course_role(self) -> str | None:
-        return self._course_state.get("role")
 
     # --- applying the plan (in a thread: file system work) ---------------------------
     async def _isolation_mode(self) -> str:

@@ -79,6 +79,28 @@ class CourseSpawnMixin(LoggingConfigurable):
     #: The identity from auth_state, if the authenticator attached one.
     _auth_identity = Any(None)
 
+    # --- state that survives a hub restart ----------------------------------------
+    #: The course, role and cull limits of the running server.
+    _course_state = Dict()
+
+    def get_state(self):
+        state = super().get_state()
+        if self._course_state:
+            state["aaltohub"] = dict(self._course_state)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._course_state = dict(state.get("aaltohub") or {})
+
+    @property
+    def course_slug(self) -> str | None:
+        return self._course_state.get("course")
+
+    @property
+    def course_role(self) -> str | None:
+        return self._course_state.get("role")
+
     # --- shared services --------------------------------------------------------
     @property
     def catalog(self) -> CourseCatalog:

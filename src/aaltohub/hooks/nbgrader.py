@@ -50,7 +50,6 @@ class NbgraderHook(SpawnHook):
                 "CourseDirectory.ignore",
                 [".ipynb_checkpoints", "*.pyc*", "__pycache__", "feedback", ".*"],
             ),
-            ("Exchange.course_id", slug),
             ("Exchange.root", self.exchange_root),
             ("Exchange.path_includes_course", True),
             ("Exchange.assignment_dir", self.assignment_dir),
