@@ -23,13 +23,13 @@ from traitlets.config import Config
 from aaltohub.demo.runner import run_processes, sweep
 from aaltohub.demo.settings import DemoConfigError, StatePaths, configure
 from aaltohub.demo.state import lay_out_storage, prepare
-from aaltohub.demo.views import translate, translate_env, translate_text
 from aaltohub.demo_auth import DemoAuthenticator, check_password, hash_password
 from aaltohub.local import LocalCourseSpawner, profile_form
+from aaltohub.local.views import translate, translate_env, translate_text
 from kube_helpers import MockUser, base_config, make_spawner
 
 AS_ROOT = os.geteuid() == 0
-SANDBOX = [sys.executable, "-m", "aaltohub.demo.sandbox"]
+SANDBOX = [sys.executable, "-m", "aaltohub.local.sandbox"]
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """SpawnContext (the inputs) and SpawnPlan (the decision) of one spawn.
 
-Plain data: hooks fill a plan from a context; adapters (kube.py, local.py)
+Plain data: hooks fill a plan from a context; adapters (kube.py, local/)
 turn the plan into a pod or a process. Nothing here imports kubespawner.
 """
 

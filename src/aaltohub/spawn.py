@@ -2,7 +2,7 @@
 
 The profile list, the server-side access check and the spawn plan are the
 same whether the server becomes a pod (kube.py) or a local process
-(local.py); only the adapter that applies the plan differs.
+(local/); only the adapter that applies the plan differs.
 """
 
 from __future__ import annotations

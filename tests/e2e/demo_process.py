@@ -29,7 +29,7 @@ PASSWORD = "e2e-demo-password"
 
 
 def _namespaces_work() -> bool:
-    probe = [sys.executable, "-m", "aaltohub.demo.sandbox", "--probe"]
+    probe = [sys.executable, "-m", "aaltohub.local.sandbox", "--probe"]
     return subprocess.run(probe, capture_output=True).returncode == 0
 
 

@@ -124,7 +124,7 @@ def _healthy(url: str) -> bool:
 
 
 def _namespaces_work() -> bool:
-    probe = [sys.executable, "-m", "aaltohub.demo.sandbox", "--probe"]
+    probe = [sys.executable, "-m", "aaltohub.local.sandbox", "--probe"]
     return subprocess.run(probe, capture_output=True, check=False).returncode == 0
 
 

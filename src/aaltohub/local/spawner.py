@@ -1,10 +1,7 @@
-"""Course profiles for any spawner, and LocalCourseSpawner.
+"""LocalCourseSpawner: a course server as a local process.
 
-``CourseProfilesMixin`` gives any non-Kubernetes Spawner the same catalog,
-access rules and hooks as CourseSpawner (through CourseSpawnMixin): the
-options form, its strict parsing, and the authorized plan for ``start()``.
 ``LocalCourseSpawner`` applies that plan to a local process. Each server
-gets its own view of the storage (built by :mod:`aaltohub.demo.views`), in
+gets its own view of the storage (built by :mod:`aaltohub.local.views`), in
 one of two ways:
 
 ``namespace`` (the hub runs as root)
@@ -14,7 +11,7 @@ one of two ways:
     /srv/nbgrader/exchange, /etc/aaltohub. Read-only mounts are read-only
     mounts, and the server runs under the user's uid, gid and groups, so
     the storage's permission bits apply as on NFS. The host's own / is
-    never changed (see :mod:`aaltohub.demo.sandbox`).
+    never changed (see :mod:`aaltohub.local.sandbox`).
 
 ``prefix`` (any user)
     A per-server directory of symlinks, ``<servers_dir>/<server>/root``
@@ -27,7 +24,6 @@ one of two ways:
 from __future__ import annotations
 
 import asyncio
-import html
 import os
 import re
 import subprocess
@@ -37,109 +33,13 @@ from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Enum, List, Unicode, default
 
-from .course import Course
-from .demo import views
-from .demo.sandbox import MODULE as sandbox_module
-from .demo.sandbox import namespaces_work, read_status
-from .plan import SpawnPlan
-from .spawn import CourseSpawnMixin, user_error
+from ..spawn import user_error
+from . import views
+from .profiles_form import CourseProfilesMixin
+from .sandbox import MODULE as sandbox_module
+from .sandbox import namespaces_work, read_status
 
-PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,120}$")
 _SERVER_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
-
-
-def profile_form(profiles: list[dict]) -> str:
-    """The options form: one radio button per profile, field name ``profile``.
-
-    ``display_name`` and ``description`` are HTML, as in KubeSpawner's
-    profile_list (ProfileBuilder escapes course text); the slug is escaped
-    here because it goes into an attribute.
-    """
-    if not profiles:
-        return (
-            "<p>No course environments are available to you. If you take a"
-            " course, ask its instructors to add you to the course list.</p>"
-        )
-    chosen = next((p for p in profiles if p.get("default")), profiles[0])
-    rows = []
-    for i, p in enumerate(profiles):
-        slug = html.escape(str(p.get("slug", "")), quote=True)
-        checked = " checked" if p is chosen else ""
-        desc = p.get("description") or ""
-        rows.append(
-            f'<label class="aaltohub-profile" for="profile-{i}"'
-            ' style="display:block;margin:0.4em 0">'
-            f'<input type="radio" name="profile" id="profile-{i}"'
-            f' value="{slug}"{checked}> <strong>{p.get("display_name", slug)}</strong>'
-            + (f' <span class="text-muted">{desc}</span>' if desc else "")
-            + "</label>"
-        )
-    return (
-        '<fieldset class="aaltohub-profiles"><legend>Choose a course'
-        " environment</legend>" + "".join(rows) + "</fieldset>"
-    )
-
-
-class CourseProfilesMixin(CourseSpawnMixin):
-    """Course profiles for spawners without KubeSpawner's profile_list.
-
-    Put it first in the bases of any Spawner (``class
-    CourseDockerSpawner(CourseProfilesMixin, DockerSpawner)``): it renders
-    the options form from the same profile list as CourseSpawner, reads it
-    strictly (HTTP 400), checks access (HTTP 403, in CourseSpawnMixin), and
-    :meth:`course_plan` gives ``start()`` the authorized plan to apply.
-    """
-
-    @default("options_form")
-    def _default_options_form(self):
-        return CourseProfilesMixin._options_form
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        # The only option, "profile", is checked and applied in start().
-        return _options_applied_in_start
-
-    # --- the form ----------------------------------------------------------------
-    async def _options_form(self) -> str:
-        return profile_form(await self.course_profiles())
-
-    def options_from_form(self, formdata):
-        """``{"profile": slug}``, or HTTP 400 naming what is wrong.
-
-        Other fields (``_xsrf``, anything a newer hub adds) are ignored.
-        CourseSpawnMixin.run_options_from_form then checks access (403).
-        """
-        values = formdata.get("profile")
-        problem = None
-        if not values or values == [""]:
-            problem = "no course environment was chosen"
-        elif not isinstance(values, list) or len(values) != 1:
-            problem = "more than one course environment was chosen"
-        elif not isinstance(values[0], str) or not PROFILE_RE.match(values[0]):
-            problem = "the chosen course environment is not a valid name"
-        if problem:
-            raise user_error(
-                400,
-                f"The server options form could not be read: {problem}. Reload"
-                " the page and pick one of the listed course environments.",
-            )
-        return {"profile": values[0]}
-
-    async def run_auth_state_hook(self, auth_state):
-        self.remember_auth_state(auth_state)
-        await super().run_auth_state_hook(auth_state)
-
-    def _resource_defaults(self) -> dict:
-        names = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
-        return {n: getattr(self, n, None) for n in names}
-
-    async def course_plan(self) -> tuple[Course | None, str, SpawnPlan]:
-        """Authorize ``user_options`` again (API spawns skip the form) and
-        build the plan: what every ``start()`` does first."""
-        profile = await self.effective_profile((self.user_options or {}).get("profile"))
-        course, role = await self.authorize(profile)
-        plan = await self.build_plan(course, role, self._resource_defaults())
-        return course, role, plan
 
 
 class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
@@ -338,7 +238,7 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
         return "namespace" if works else "prefix"
 
     def _prepare(self, plan, identity, mode: str) -> views.Launch:
-        """Blocking: the server's view of the storage (see demo/views.py)."""
+        """Blocking: the server's view of the storage (see views.py)."""
         return views.prepare(
             plan,
             identity,
@@ -357,7 +257,3 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
         if name and not _SERVER_RE.match(name):
             raise ValueError(f"server name {name!r} cannot be used as a directory")
         return f"{self.user.name}@{name}" if name else self.user.name
-
-
-def _options_applied_in_start(spawner, user_options):
-    return None

@@ -1,6 +1,6 @@
 """Run one single-user server at the pod's paths in a private mount namespace.
 
-``python -m aaltohub.demo.sandbox SPEC CMD...`` is started as root by
+``python -m aaltohub.local.sandbox SPEC CMD...`` is started as root by
 LocalCourseSpawner in ``namespace`` mode. It
 
 1. unshares a mount namespace and marks every mount in it private, so that
@@ -29,7 +29,7 @@ import os
 import sys
 import tempfile
 
-MODULE = "aaltohub.demo.sandbox"
+MODULE = "aaltohub.local.sandbox"
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
@@ -315,7 +315,7 @@ def main(argv: list[str]) -> int:
         status_fd = int(argv.pop(0).split("=", 1)[1])
     if len(argv) < 2:
         print(
-            "usage: python -m aaltohub.demo.sandbox [--status-fd=N] SPEC CMD...",
+            "usage: python -m aaltohub.local.sandbox [--status-fd=N] SPEC CMD...",
             file=sys.stderr,
         )
         return 2
