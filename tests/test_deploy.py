@@ -58,6 +58,10 @@ def deploy_config(slapd, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     config = PyFileConfigLoader("jupyterhub_config.py", path=str(DEPLOY)).load_config()
     config.CourseSpawner.image = "example/notebook:base"
+    # the course culler is a hub service allowed to read spawner state
+    [culler] = config.JupyterHub.services
+    assert "jupyterhub_idle_culler" in culler["command"]
+    assert "admin:server_state" in config.JupyterHub.load_roles[0]["scopes"]
     return config, storage
 
 

@@ -8,6 +8,7 @@ or paste the body into z2jh's ``hub.extraConfig``.
 """
 
 import os
+import sys
 
 from aaltohub import quota_web
 
@@ -86,3 +87,33 @@ c.CourseMountsHook.extra_mounts = [
     {"target": "/m/shareddata", "sub_path": "shareddata", "read_only": True},
 ]
 c.EnvironmentHook.timezone = env("TZ", "Europe/Helsinki")
+
+# --- culling with per-course limits ------------------------------------------
+# jupyterhub-idle-culler as a hub service; the arbiter in culler_config.py
+# applies each course's cull: limits from the spawner state.
+c.JupyterHub.services = [
+    {
+        "name": "course-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--config={os.path.join(os.path.dirname(__file__), 'culler_config.py')}",
+            "--timeout=3600",
+            "--max-age=28800",
+        ],
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "course-culler",
+        "scopes": [
+            "list:users",
+            "read:users:activity",
+            "read:servers",
+            "delete:servers",
+            "admin:server_state",  # the course limits live in the state
+        ],
+        "services": ["course-culler"],
+    }
+]

@@ -1,0 +1,61 @@
+"""Per-course idle-cull limits for jupyterhub-idle-culler.
+
+A course's ``cull: {inactive_timeout, max_age}`` is kept in the spawner
+state (``state["aaltohub"]``). jupyterhub-idle-culler passes each server
+model, including its state, to ``IdleCuller.cull_arbiter_hook``; this
+arbiter applies the course's limits there, and the culler's own
+``--timeout`` / ``--max-age`` to servers without course limits.
+
+In the culler's config file (the service needs the ``admin:server_state``
+scope to see the state)::
+
+    from aaltohub.culling import course_cull_arbiter
+    c.IdleCuller.cull_arbiter_hook = course_cull_arbiter
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+log = logging.getLogger(__name__)
+
+
+def course_limits(server: dict) -> tuple[int | None, int | None]:
+    """(inactive_timeout, max_age) in seconds from a server model, or None."""
+    state = (server.get("state") or {}).get("aaltohub") or {}
+    limits = []
+    for key in ("cull_inactive_timeout", "cull_max_age"):
+        value = state.get(key)
+        valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        limits.append(value if valid else None)
+    return limits[0], limits[1]
+
+
+def _age_seconds(server: dict, now: datetime) -> float | None:
+    started = server.get("started")
+    if not started:
+        return None
+    try:
+        when = datetime.fromisoformat(started.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (now - when).total_seconds()
+
+
+def course_cull_arbiter(inactive, inactive_limit, server, now=None) -> bool:
+    """True if the server should be culled under its course's limits."""
+    timeout, max_age = course_limits(server)
+    limit = timeout if timeout is not None else inactive_limit
+    if inactive.total_seconds() >= limit:
+        return True
+    if max_age is not None:
+        age = _age_seconds(server, now or datetime.now(UTC))
+        if age is not None and age >= max_age:
+            log.info(
+                "culling %s: course max_age %ss reached", server.get("name"), max_age
+            )
+            return True
+    return False
