@@ -64,6 +64,7 @@ def hub(tmp_path_factory):
             c.CourseCatalog.path = "{catalog}"
             c.CourseSpawner.identity_class = "aaltohub.identity.StaticIdentity"
             c.StaticIdentity.path = "{tmp}/users.yaml"
+            c.JupyterHub.authenticate_prometheus = False
             """
         )
     )
@@ -160,3 +161,35 @@ def test_hub_keeps_serving_after_refusals(hub):
     url, _ = hub
     assert httpx.get(f"{url}/hub/health", timeout=5).status_code == 200
     assert "intro" in offered(login(url, "student1").get("/hub/spawn").text)
+
+
+def metric(text: str, name: str, **labels) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key.startswith(name) and (not labels or "{" + want + "}" in key):
+            return float(value)
+    return 0.0
+
+
+def test_metrics_count_refusals_and_catalog(hub):
+    url, _ = hub
+    client = login(url, "student2")
+    before = metric(
+        client.get("/hub/metrics").text,
+        "aaltohub_spawn_authorizations_total",
+        outcome="refused",
+        role="student",
+    )
+    client.post(
+        "/hub/spawn",
+        data={"profile": "ml-private", "_xsrf": client.cookies.get("_xsrf", "")},
+    )
+    text = client.get("/hub/metrics").text
+    after = metric(
+        text, "aaltohub_spawn_authorizations_total", outcome="refused", role="student"
+    )
+    assert after == before + 1
+    assert metric(text, "aaltohub_catalog_courses") == 5
+    assert metric(text, "aaltohub_catalog_errors") == 0
+    assert "aaltohub_identity_lookup_seconds_count" in text

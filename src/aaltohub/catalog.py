@@ -23,6 +23,7 @@ import yaml
 from traitlets import Float, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
+from . import metrics
 from .access import RoleRules, Viewer, visible_roles
 from .course import ROLE_INSTRUCTOR, Course, CourseError, build_course
 from .images import ImageTable, parse_images
@@ -178,6 +179,8 @@ class CourseCatalog(LoggingConfigurable):
             slugs |= {_slug_of(n) for n in self._files if n != self.images_file}
         for slug in slugs:
             self._rebuild(slug)
+        metrics.CATALOG_COURSES.set(len(self.courses))
+        metrics.CATALOG_ERRORS.set(len(self.problems()))
         if slugs:
             self._ordered = sorted(
                 self.courses, key=lambda s: (self.courses[s].name.lower(), s)

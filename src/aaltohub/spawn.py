@@ -15,7 +15,7 @@ from tornado import web
 from traitlets import Any, Dict, List, Type, Unicode
 from traitlets.config import LoggingConfigurable
 
-from . import access
+from . import access, metrics
 from .access import AccessDenied, Viewer
 from .catalog import CourseCatalog
 from .course import ROLE_STUDENT, Course, parse_profile_slug
@@ -253,6 +253,8 @@ class CourseSpawnMixin(LoggingConfigurable):
         return course, role
 
     def _audit(self, profile, role, outcome, reason="", level=logging.INFO):
+        if outcome in ("planned", "refused"):
+            metrics.SPAWN_AUTHORIZATIONS.labels(outcome=outcome, role=role).inc()
         self.log.log(
             level,
             "spawn user=%s server=%s profile=%s role=%s action=authorize outcome=%s%s",

@@ -18,6 +18,8 @@ from typing import Any
 from traitlets import Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import metrics
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -221,6 +223,11 @@ class IdentityProvider(LoggingConfigurable):
         return members
 
     # --- internals -----------------------------------------------------------
+    def _observe(self, started: float, outcome: str) -> None:
+        metrics.IDENTITY_LOOKUPS.labels(
+            provider=type(self).__name__, outcome=outcome
+        ).observe(time.monotonic() - started)
+
     async def _in_thread(self, func, *args):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
@@ -237,6 +244,7 @@ class IdentityProvider(LoggingConfigurable):
         try:
             identity = await self._in_thread(self.lookup_sync, username)
         except (TimeoutError, OSError) as e:
+            self._observe(started, "unavailable")
             stale = self._cache.get(username)
             if stale and time.monotonic() - stale[1] < self.stale_ttl:
                 self.log.warning(
@@ -262,6 +270,7 @@ class IdentityProvider(LoggingConfigurable):
                 "Please try again in a minute; if it persists, the hub operator "
                 "should check the directory connection."
             ) from e
+        self._observe(started, "unknown" if identity is None else "found")
         if identity is None:
             raise UnknownUser(
                 f"User {username} was not found in {self.source_name}. Check "
