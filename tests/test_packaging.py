@@ -76,5 +76,5 @@ def test_cli_help_lists_commands():
         text=True,
         check=True,
     ).stdout
-    for command in ("validate", "course", "quota", "demo"):
+    for command in ("validate", "course", "quota", "probe", "demo"):
         assert command in out

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ["validate", "course", "quota", "demo"]
+COMMAND_MODULES = ["validate", "course", "quota", "probe", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
