@@ -32,6 +32,7 @@ def test_home_path_and_escape_refusal():
     plan = SpawnPlan()
     HomeHook().apply(ctx(), plan)
     assert plan.mount("home").sub_path == "u/67/alice"
+    assert render_sub_path("u/{username}/", ctx()) == "u/alice"  # trailing / ok
     for template in ("../{username}", "/abs/{username}", "u//{username}", "u/./x"):
         with pytest.raises(UnsafePath):
             render_sub_path(template, ctx())

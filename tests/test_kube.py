@@ -102,6 +102,26 @@ async def test_instructor_root_then_switch_mode(config):
         "instructor1",
     )
     assert e["NB_SUPPLEMENTARY_GROUPS"] == "70001"
+    assert e["NB_GROUP"] == e["NB_CREATE_GROUPS"].split(":")[0] == "jupyter-intro"
+
+
+async def test_course_group_name_follows_the_catalog_template(config):
+    config.UIDHook.mode = "root-then-switch"
+    config.CourseCatalog.instructor_group_template = "course-{slug}"
+    e = env(await manifest(config, "instructor1", "intro-instructor"))
+    assert (e["NB_GROUP"], e["NB_CREATE_GROUPS"]) == (
+        "course-intro",
+        "course-intro:70001",
+    )
+
+
+async def test_unsafe_storage_template_fails_with_operator_hint(config):
+    config.HomeHook.sub_path = "../{username}"
+    spawner = make_spawner(config, "student1")
+    with pytest.raises(web.HTTPError) as info:
+        await spawn_manifest(spawner, "intro")
+    assert info.value.status_code == 500
+    assert "check the sub_path settings" in info.value.jupyterhub_message
 
 
 async def test_admin_gets_instructor_variant_of_private_course(config):

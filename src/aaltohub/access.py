@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .course import ROLE_INSTRUCTOR, ROLE_STUDENT, Course
+from .course import COURSE_GROUP_TEMPLATE, ROLE_INSTRUCTOR, ROLE_STUDENT, Course
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class RoleRules:
     """Deployment-wide inputs to the rules (from CourseCatalog config)."""
 
     default_instructors: frozenset[str] = frozenset()
-    instructor_group_template: str = "jupyter-{slug}"
+    instructor_group_template: str = COURSE_GROUP_TEMPLATE
 
     def instructor_group(self, course: Course) -> str:
         return self.instructor_group_template.format(slug=course.slug)

@@ -25,7 +25,13 @@ from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .access import RoleRules, Viewer, visible_roles
-from .course import ROLE_INSTRUCTOR, Course, CourseError, build_course
+from .course import (
+    COURSE_GROUP_TEMPLATE,
+    ROLE_INSTRUCTOR,
+    Course,
+    CourseError,
+    build_course,
+)
 from .images import ImageTable, parse_images
 
 ROSTER_SUFFIX = "-users"
@@ -97,7 +103,7 @@ class CourseCatalog(LoggingConfigurable):
     ).tag(config=True)
 
     instructor_group_template = Unicode(
-        "jupyter-{slug}",
+        COURSE_GROUP_TEMPLATE,
         help="""Directory group whose members are instructors of a course;
         ``{slug}`` is the course slug. Resolved through the identity
         provider's group list for the user.""",

@@ -19,6 +19,9 @@ ROLE_STUDENT = "student"
 ROLE_INSTRUCTOR = "instructor"
 ROLES = (ROLE_STUDENT, ROLE_INSTRUCTOR)
 INSTRUCTOR_SUFFIX = "-instructor"
+#: Default name of a course's directory group (the reference's jupyter-<slug>):
+#: its members are instructors, and it owns the course files.
+COURSE_GROUP_TEMPLATE = "jupyter-{slug}"
 
 # A memory quantity as Kubernetes and KubeSpawner accept it: 512M, 2Gi, 1.5G.
 _MEM_RE = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGT]i?)?$")

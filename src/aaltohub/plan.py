@@ -27,6 +27,8 @@ class SpawnContext:
     role: str = "student"
     server_name: str = ""
     image: str = ""
+    #: Name of the course's directory group (CourseCatalog's template).
+    course_group: str = ""
     #: Directory inside the server where plan.files appear.
     files_root: str = "/etc/aaltohub"
     #: The spawner's configured defaults (resources, env) before any course.

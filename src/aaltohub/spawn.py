@@ -20,6 +20,7 @@ from .access import AccessDenied, Viewer
 from .catalog import CourseCatalog
 from .course import ROLE_STUDENT, Course, parse_profile_slug
 from .hooks import DEFAULT_HOOKS, SpawnHook, run_hooks
+from .hooks.paths import UnsafePath
 from .identity.base import (
     Identity,
     IdentityError,
@@ -282,8 +283,20 @@ class CourseSpawnMixin(LoggingConfigurable):
             server_name=getattr(self, "name", "") or "",
             image=image,
             files_root=self.files_root,
+            course_group=self.catalog.rules.instructor_group(course) if course else "",
             defaults=copy.deepcopy(defaults),
         )
-        plan = await run_hooks(self.hook_instances, ctx, SpawnPlan())
+        try:
+            plan = await run_hooks(self.hook_instances, ctx, SpawnPlan())
+        except UnsafePath as e:
+            self.log.error(
+                "spawn user=%s action=plan outcome=failed: %s", self._uname, e
+            )
+            raise user_error(
+                500,
+                "Your server could not be set up because a storage path is"
+                " invalid. Please tell the hub operator, who should check the"
+                f" sub_path settings of the spawn hooks ({e}).",
+            ) from e
         self._audit(course.slug if course else None, role, "planned")
         return plan

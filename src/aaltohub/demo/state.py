@@ -28,6 +28,7 @@ from ..catalog import CourseCatalog
 from ..demo_auth import write_password_hash
 from ..identity.static import parse_static_users
 from ..storage import course_dirs
+from ..storage.homes import DEFAULT_SUB_PATH, home_sub_path
 from ..storage.layout import LayoutError, StorageLayout
 from ..storage.user_dirs import make_home
 from .settings import StatePaths
@@ -83,7 +84,7 @@ def lay_out_storage(storage: str, catalog: CourseCatalog, users: dict) -> list[s
     as_root = os.geteuid() == 0
     problems: list[str] = []
     for identity in users.values():
-        rel = f"u/{identity.uid_last2digits}/{identity.username}"
+        rel = home_sub_path(DEFAULT_SUB_PATH, identity.username, identity.uid)
         uid, gid = (
             (identity.uid, identity.gid) if as_root else (os.geteuid(), os.getegid())
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from traitlets import Unicode
 
 from ..plan import SpawnContext, SpawnPlan
+from ..storage.homes import DEFAULT_SUB_PATH
 from .base import SpawnHook
 from .paths import render_sub_path
 
@@ -13,7 +14,7 @@ class HomeHook(SpawnHook):
     """Mount ``u/{uid_last2digits}/{username}`` at ``/notebooks``."""
 
     sub_path = Unicode(
-        "u/{uid_last2digits}/{username}",
+        DEFAULT_SUB_PATH,
         help="""Path of the user's home on the storage volume. Fields:
         ``{username}`` (the unescaped institutional name), ``{uid}``,
         ``{uid_last2digits}``.""",

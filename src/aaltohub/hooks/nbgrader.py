@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from traitlets import Int, Unicode
+from traitlets import Int, Unicode, default
 
 from ..plan import SpawnContext, SpawnPlan
 from .base import SpawnHook
+from .course_mounts import CourseMountsHook
+from .home import HomeHook
 
 CONFIG_FILE = "jupyter/nbgrader_config.py"
 
@@ -24,8 +26,14 @@ class NbgraderHook(SpawnHook):
         "Europe/Helsinki", help="Exchange.timezone and NbGraderAPI.timezone."
     ).tag(config=True)
     assignment_dir = Unicode(
-        "/notebooks/", help="Where students fetch assignments to."
+        help="""Where students fetch assignments to. Default: the home's
+        mount point, ``c.HomeHook.target``."""
     ).tag(config=True)
+
+    @default("assignment_dir")
+    def _assignment_dir_default(self):
+        return HomeHook(config=self.config).target.rstrip("/") + "/"
+
     execute_timeout = Int(240, help="Seconds a cell may run during autograding.").tag(
         config=True
     )
@@ -34,11 +42,21 @@ class NbgraderHook(SpawnHook):
         help="Instructor-mode log file, relative to the course directory.",
     ).tag(config=True)
     course_root = Unicode(
-        "/course", help="CourseDirectory.root: where instructors see course files."
+        help="""CourseDirectory.root: where instructors see course files.
+        Default: ``c.CourseMountsHook.files_target``."""
     ).tag(config=True)
     exchange_root = Unicode(
-        "/srv/nbgrader/exchange", help="Exchange.root inside the server."
+        help="""Exchange.root inside the server. Default:
+        ``c.CourseMountsHook.exchange_target``."""
     ).tag(config=True)
+
+    @default("course_root")
+    def _course_root_default(self):
+        return CourseMountsHook(config=self.config).files_target
+
+    @default("exchange_root")
+    def _exchange_root_default(self):
+        return CourseMountsHook(config=self.config).exchange_target
 
     def settings(self, ctx: SpawnContext) -> list[tuple[str, object]]:
         slug = ctx.course.slug

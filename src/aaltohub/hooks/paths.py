@@ -1,14 +1,16 @@
-"""Rendering storage sub-paths from templates, safely."""
+"""Rendering storage sub-paths from templates, safely.
+
+The rule for what a safe sub-path is lives in
+:func:`aaltohub.storage.layout.safe_relpath`, shared with the CLI and the
+storage helper.
+"""
 
 from __future__ import annotations
 
-import posixpath
-
 from ..plan import SpawnContext
+from ..storage.layout import UnsafePath, safe_relpath
 
-
-class UnsafePath(ValueError):
-    pass
+__all__ = ["UnsafePath", "render_sub_path"]
 
 
 def render_sub_path(template: str, ctx: SpawnContext, **extra) -> str:
@@ -24,12 +26,5 @@ def render_sub_path(template: str, ctx: SpawnContext, **extra) -> str:
         fields.update(course=ctx.course.slug, coursedir_slug=ctx.course.directory)
     fields.update(extra)
     path = template.format(**fields)
-    parts = path.strip("/").split("/")
-    if (
-        path.startswith("/")
-        or "\0" in path
-        or any(p in ("", ".", "..") for p in parts)
-        or posixpath.normpath(path) != path.rstrip("/")
-    ):
-        raise UnsafePath(f"refusing storage path {path!r} from template {template!r}")
-    return path.rstrip("/")
+    # A trailing slash is harmless in a template; anything else is refused.
+    return safe_relpath(path[:-1] if path.endswith("/") else path)

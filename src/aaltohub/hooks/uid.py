@@ -44,7 +44,7 @@ class UIDHook(SpawnHook):
         course = ctx.course
         if ctx.as_instructor and course.gid is not None:
             # Course files are group-shared through the course group.
-            plan.add_group(course.gid, f"jupyter-{course.slug}")
+            plan.add_group(course.gid, ctx.course_group or None)
         if course is not None:
             extra = (
                 course.extra_instructor_groups
@@ -63,7 +63,8 @@ class UIDHook(SpawnHook):
             # The start script only keeps NB_GID, so make the course group
             # primary for instructors (the reference deployment's choice).
             plan.env["NB_GID"] = str(course.gid)
-            plan.env["NB_GROUP"] = f"jupyter-{course.slug}"
+            if ctx.course_group:
+                plan.env["NB_GROUP"] = ctx.course_group
         elif self.primary_group_name:
             plan.env["NB_GROUP"] = self.primary_group_name
         if plan.supplemental_gids:

@@ -72,7 +72,10 @@ class StaticIdentity(IdentityProvider):
     def _load(self) -> dict[str, Identity]:
         # Runs in the provider's thread pool: stat and read are file I/O.
         if not self.path:
-            raise OSError("StaticIdentity.path is not set")
+            raise OSError(
+                "StaticIdentity.path is not set; the hub operator must set"
+                " c.StaticIdentity.path to the users YAML file"
+            )
         mtime = os.stat(self.path).st_mtime_ns
         with self._lock:
             if mtime != self._mtime:

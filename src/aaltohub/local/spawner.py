@@ -255,5 +255,8 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
     def _server_key(self) -> str:
         name = self.name or ""
         if name and not _SERVER_RE.match(name):
-            raise ValueError(f"server name {name!r} cannot be used as a directory")
+            raise ValueError(
+                f"the server name {name!r} cannot be used; choose a name of at"
+                " most 63 letters, digits, '.', '_' or '-'"
+            )
         return f"{self.user.name}@{name}" if name else self.user.name

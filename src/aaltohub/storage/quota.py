@@ -26,7 +26,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from traitlets import Enum, Float, Unicode
+from traitlets import Enum, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..course import Course
@@ -153,10 +153,16 @@ class ReportFileQuota(QuotaSource):
     ).tag(config=True)
 
     course_name_template = Unicode(
-        "jupyter-{slug}",
         help="""Name of a course's group or project in the report. Fields:
-        ``{slug}``, ``{coursedir_slug}``, ``{gid}``.""",
+        ``{slug}``, ``{coursedir_slug}``, ``{gid}``. Default: the course
+        group name, ``c.CourseCatalog.instructor_group_template``.""",
     ).tag(config=True)
+
+    @default("course_name_template")
+    def _course_name_template_default(self):
+        from ..catalog import CourseCatalog
+
+        return CourseCatalog(config=self.config).instructor_group_template
 
     check_interval = Float(
         30.0,
