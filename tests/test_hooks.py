@@ -125,3 +125,18 @@ async def test_custom_async_hook_runs_in_order():
 
     plan = await run_hooks([UIDHook(), Mine()], ctx(), SpawnPlan())
     assert plan.env["MINE"] == "alice"
+
+
+def test_nbgrader_paths_follow_the_mount_targets():
+    from traitlets.config import Config
+
+    c = Config()
+    c.CourseMountsHook.exchange_target = "/exchange"
+    c.CourseMountsHook.files_target = "/teach"
+    c.HomeHook.target = "/home/me"
+    hook = NbgraderHook(config=c)
+    assert (hook.exchange_root, hook.course_root, hook.assignment_dir) == (
+        "/exchange",
+        "/teach",
+        "/home/me/",
+    )
