@@ -14,6 +14,7 @@ from pathlib import Path
 CLASSES = [
     "aaltohub.kube:CourseSpawner",
     "aaltohub.catalog:CourseCatalog",
+    "aaltohub.storage.paths:StoragePaths",
     "aaltohub.identity:LDAPIdentity",
     "aaltohub.identity:NSSIdentity",
     "aaltohub.identity:StaticIdentity",
@@ -35,7 +36,8 @@ CLASSES = [
     "aaltohub.storage:RemoteCommandHomeProvisioner",
     "aaltohub.storage:ReportFileQuota",
     "aaltohub.storage:StatvfsQuota",
-    "aaltohub.quota_web:QuotaWarnings",
+    "aaltohub.storage.quota:QuotaPolicy",
+    "aaltohub.web.quota:QuotaWarnings",
 ]
 
 # Only the options a class adds; inherited JupyterHub/KubeSpawner options are
@@ -44,11 +46,9 @@ INHERITED_FROM = ("jupyterhub.", "kubespawner.", "traitlets.")
 
 
 def load(spec: str):
+    # A class that moved must fail here, not vanish from the reference.
     module, name = spec.split(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+    return getattr(importlib.import_module(module), name)
 
 
 def own_traits(cls):
@@ -69,8 +69,6 @@ def render() -> str:
     ]
     for spec in CLASSES:
         cls = load(spec)
-        if cls is None:
-            continue
         out += [f"## `{cls.__module__}.{cls.__name__}`", ""]
         doc = inspect.getdoc(cls) or ""
         out += [doc.split("\n\n")[0], ""]

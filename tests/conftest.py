@@ -46,6 +46,7 @@ COURSES = {
         gid: 70003
         restrict_submit: true
         students: [student1]
+        student_groups: [exam-takers]
         coursedir_slug: exam2026
         student_umask: '0077'
         extra_student_groups: [[exam-students, 71003]]
@@ -78,6 +79,7 @@ users:
   instructor1: {uid: 1002001, gid: 70000, name: "Ina {Structor}", email: i1@example.org}
   admin1: {uid: 1003001, gid: 70000, name: Ad Min, email: a1@example.org}
   groupie: {uid: 1004001, gid: 70000, groups: [jupyter-exam]}
+  examtaker: {uid: 1004002, gid: 70000, groups: [exam-takers]}
   sysuser: {uid: 5, gid: 5}
 """
 

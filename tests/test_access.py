@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from aaltohub.access import AccessDenied, RoleRules, Viewer, check, visible_roles
+from aaltohub.access import (
+    AccessDenied,
+    Enrolment,
+    RoleRules,
+    Viewer,
+    check,
+    enrolment,
+    visible_roles,
+)
 from aaltohub.course import build_course
 
 RULES = RoleRules(default_instructors=frozenset({"boss"}))
@@ -67,3 +75,21 @@ def test_unknown_and_private_courses_get_the_same_answer():
     with pytest.raises(AccessDenied) as private:
         check(PRIVATE, Viewer("anyone"), "student", RULES)
     assert str(unknown.value) == str(private.value)  # no leak of private names
+
+
+@pytest.mark.parametrize(
+    "course,who,expected",
+    [
+        (PRIVATE, Viewer("stud"), Enrolment.STUDENT),  # roster
+        (GROUPED, Viewer("x", groups=frozenset({"cs-101"})), Enrolment.STUDENT),
+        (GROUPED, Viewer("x", groups=frozenset({"ta"})), Enrolment.INSTRUCTOR),
+        (PUBLIC, Viewer("teach"), Enrolment.INSTRUCTOR),  # listed instructor
+        (PUBLIC, Viewer("boss"), Enrolment.INSTRUCTOR),  # hub-wide instructor
+        (PUBLIC, Viewer("x", groups=frozenset({"jupyter-pub"})), Enrolment.INSTRUCTOR),
+        (PUBLIC, Viewer("anyone"), Enrolment.NONE),  # public, but not enrolled
+        (PRIVATE, Viewer("admin", admin=True), Enrolment.NONE),  # admins see all
+    ],
+)
+def test_enrolment_is_one_answer_for_every_route(course, who, expected):
+    assert enrolment(course, who, RULES) is expected
+    assert enrolment(course, who, RULES).enrolled is (expected is not Enrolment.NONE)

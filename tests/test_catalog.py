@@ -116,7 +116,7 @@ def touch_later(path, text):
 async def test_reload_reparses_only_changed_files(catalog_dir, monkeypatch):
     catalog = load(catalog_dir)
     parsed = []
-    import aaltohub.catalog as mod
+    import aaltohub.catalog.directory as mod
 
     real = mod._read_yaml
     monkeypatch.setattr(mod, "_read_yaml", lambda p, s: parsed.append(p) or real(p, s))

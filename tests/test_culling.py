@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import jupyterhub_idle_culler
 import pytest
 
-from aaltohub.culling import course_cull_arbiter, course_limits
+from aaltohub.ops.culling import course_cull_arbiter, course_limits
 from kube_helpers import base_config, make_spawner, spawn_manifest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -22,12 +22,16 @@ def server(state=None, started_ago=timedelta(hours=1)):
     }
 
 
-def test_arbiter_signature_matches_the_culler():
-    # the culler calls cull_arbiter(inactive=..., inactive_limit=..., server=...)
-    assert jupyterhub_idle_culler.IdleCuller.cull_arbiter_hook.default_value
-    course_cull_arbiter(
-        inactive=timedelta(0), inactive_limit=3600, server=server(), now=NOW
+@pytest.mark.parametrize("minutes", [0, 59, 60, 61, 600])
+def test_without_course_limits_the_arbiter_is_the_cullers_own(minutes):
+    # Called as the culler calls its arbiter (keywords only), a server with
+    # no course limits is judged exactly as the culler's default would.
+    kwargs = dict(
+        inactive=timedelta(minutes=minutes), inactive_limit=3600, server=server()
     )
+    default = jupyterhub_idle_culler.default_cull_arbiter(**kwargs)
+    assert course_cull_arbiter(**kwargs) is default
+    assert default is (minutes >= 60)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +61,12 @@ def test_arbiter_signature_matches_the_culler():
         (
             {"aaltohub": {"cull_inactive_timeout": "junk"}},
             timedelta(minutes=61),
+            timedelta(hours=1),
+            True,
+        ),
+        (  # the current, versioned record
+            {"aaltohub": {"version": 2, "course": "c", "cull_inactive_timeout": 600}},
+            timedelta(minutes=11),
             timedelta(hours=1),
             True,
         ),

@@ -13,6 +13,7 @@ import sys
 import kubernetes_validate
 import pytest
 from tornado import web
+from traitlets import TraitError
 
 from kube_helpers import base_config, make_spawner, spawn_manifest, to_dict
 
@@ -115,13 +116,19 @@ async def test_course_group_name_follows_the_catalog_template(config):
     )
 
 
-async def test_unsafe_storage_template_fails_with_operator_hint(config):
-    config.HomeHook.sub_path = "../{username}"
-    spawner = make_spawner(config, "student1")
-    with pytest.raises(web.HTTPError) as info:
-        await spawn_manifest(spawner, "intro")
-    assert info.value.status_code == 500
-    assert "check the sub_path settings" in info.value.jupyterhub_message
+async def test_unsafe_storage_template_is_refused_before_any_spawn(config):
+    config.StoragePaths.home_sub_path = "../{username}"
+    with pytest.raises(TraitError, match=r"c.StoragePaths.home_sub_path = '\.\./"):
+        make_spawner(config, "student1")
+
+
+async def test_group_enrolled_student_can_submit_under_restrict_submit(config):
+    # exam.yaml: restrict_submit; "exam-takers" enrols through a directory
+    # group, not the roster. Enrolment is one rule (access.enrolment).
+    pod = await manifest(config, "examtaker", "exam")
+    assert mounts(pod)["/srv/nbgrader/exchange"] == ("exchange/exam2026", False)
+    visitor = await manifest(config, "student2", "exam")
+    assert mounts(visitor)["/srv/nbgrader/exchange"] == ("exchange/exam2026", True)
 
 
 async def test_admin_gets_instructor_variant_of_private_course(config):

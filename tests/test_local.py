@@ -20,11 +20,12 @@ from jupyterhub.objects import Hub
 from tornado import web
 from traitlets.config import Config
 
+from aaltohub.demo.auth import DemoAuthenticator, check_password, hash_password
 from aaltohub.demo.runner import run_processes, sweep
 from aaltohub.demo.settings import DemoConfigError, StatePaths, configure
 from aaltohub.demo.state import lay_out_storage, prepare
-from aaltohub.demo_auth import DemoAuthenticator, check_password, hash_password
 from aaltohub.local import LocalCourseSpawner, profile_form
+from aaltohub.local.sandbox import namespaces_supported
 from aaltohub.local.views import translate, translate_env, translate_text
 from kube_helpers import MockUser, base_config, make_spawner
 
@@ -69,9 +70,7 @@ def local_spawner(config, username, admin=False, name=""):
 
 async def plan_for(spawner, profile):
     course, role = await spawner.authorize(profile)
-    names = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
-    defaults = {n: getattr(spawner, n) for n in names}
-    return await spawner.build_plan(course, role, defaults)
+    return await spawner.build_plan(course, role, spawner.resource_defaults())
 
 
 # --- the form ----------------------------------------------------------------------
@@ -203,18 +202,9 @@ async def test_namespace_spec_binds_plan_mounts_at_pod_paths(config, storage):
     assert launch.root_dir == "/" and launch.env == plan.env
 
 
-def _namespaces_work() -> bool:
-    return (
-        AS_ROOT
-        and subprocess.run(
-            [*SANDBOX, "--probe"],
-            capture_output=True,
-        ).returncode
-        == 0
-    )
-
-
-@pytest.mark.skipif(not _namespaces_work(), reason="needs root and mount namespaces")
+@pytest.mark.skipif(
+    not namespaces_supported(), reason="needs root and mount namespaces"
+)
 async def test_sandbox_enforces_read_only_and_uid_without_touching_host(config):
     mounts_before = Path("/proc/self/mountinfo").read_text()
     host = _snapshot_host()
@@ -299,7 +289,7 @@ def test_settings_compose_library_classes(tmp_path):
     env = {"AALTOHUB_DEMO_STATE": str(tmp_path), "AALTOHUB_DEMO_PROXY": "/bin/true"}
     configure(c, env)
     assert c.JupyterHub.spawner_class == "aaltohub.local.LocalCourseSpawner"
-    assert c.JupyterHub.authenticator_class == "aaltohub.demo_auth.DemoAuthenticator"
+    assert c.JupyterHub.authenticator_class == "aaltohub.demo.auth.DemoAuthenticator"
     assert c.LocalCourseSpawner.storage_root == str(paths.storage)
     assert c.Authenticator.admin_users == {"admin1"}
     assert c.Authenticator.enable_auth_state is False  # no JUPYTERHUB_CRYPT_KEY

@@ -277,7 +277,7 @@ def test_quota_report_json_groups_and_xfs(capsys):
             "--report",
             str(DATA / "xfs_quota-report-u-h.txt"),
             "--threshold",
-            "99",
+            "0.99",
             "--json",
         ]
     )

@@ -1,4 +1,4 @@
-"""QuotaHook, ProvisionHomeHook and the hub-page warnings (quota_web)."""
+"""QuotaHook, ProvisionHomeHook and the hub-page warnings (web.quota)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from aaltohub.hooks.provision import ProvisionHomeHook
 from aaltohub.hooks.quota import QuotaHook
 from aaltohub.identity.base import Identity
 from aaltohub.plan import SpawnContext, SpawnPlan
-from aaltohub.storage.quota import QuotaSource, ReportFileQuota
+from aaltohub.storage.paths import StoragePaths
+from aaltohub.storage.quota import QuotaPolicy, QuotaSource, ReportFileQuota
 from aaltohub.storage.user_dirs import LocalHomeProvisioner, ProvisionError
 
 DATA = Path(__file__).parent / "data" / "quota"
@@ -30,8 +31,9 @@ def ident(username, uid=UID):
     return Identity(username=username, uid=uid, gid=GID)
 
 
-def ctx(identity, course=None, role="student", **kw):
-    return SpawnContext(Viewer(identity.username), identity, course, role, **kw)
+def ctx(identity, course=None, role="student", config=None, **kw):
+    paths = StoragePaths(config=config or Config())
+    return SpawnContext(Viewer(identity.username), identity, paths, course, role, **kw)
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def config(tmp_path):
     report = tmp_path / "report.txt"
     report.write_text((DATA / "repquota-ug.txt").read_text())
     c = Config()
-    c.QuotaHook.source_class = ReportFileQuota
+    c.QuotaPolicy.source_class = ReportFileQuota
     c.ReportFileQuota.user_report = str(report)
     return c
 
@@ -62,8 +64,9 @@ async def test_under_threshold_nothing_is_added(config):
     plan = SpawnPlan()
     await QuotaHook(config=config).apply(ctx(ident("bob")), plan)
     assert plan == SpawnPlan()
-    config.QuotaHook.threshold = 0.2  # bob is at 20 %
-    await QuotaHook(config=config).apply(ctx(ident("bob")), plan)
+    lower = config.copy()  # another hub config: the policy is one per config
+    lower.QuotaPolicy.threshold = 0.2  # bob is at 20 %
+    await QuotaHook(config=lower).apply(ctx(ident("bob")), plan)
     assert plan.env["AALTOHUB_QUOTA_PERCENT"] == "20"
 
 
@@ -105,7 +108,7 @@ class Slow(QuotaSource):
 @pytest.mark.parametrize("source", [Broken, Slow])
 async def test_a_failing_source_never_blocks_the_spawn(source, caplog):
     c = Config()
-    c.QuotaHook.source_class = source
+    c.QuotaPolicy.source_class = source
     c.QuotaHook.timeout = 0.05
     plan = SpawnPlan()
     await asyncio.wait_for(QuotaHook(config=c).apply(ctx(ident("x")), plan), 2)
@@ -148,11 +151,26 @@ async def test_home_is_made_where_home_hook_mounts_it(tmp_path):
     assert (home.stat().st_uid, home.stat().st_mode & 0o7777) == (UID, 0o700)
 
 
-async def test_home_template_follows_home_hook_config(tmp_path):
+async def test_home_template_is_the_mounted_one(tmp_path):
     c = provision_config(tmp_path)
-    c.HomeHook.sub_path = "homes/{username}"
-    await ProvisionHomeHook(config=c).apply(ctx(ident("alice")), SpawnPlan())
+    c.StoragePaths.home_sub_path = "homes/{username}"
+    plan = SpawnPlan()
+    alice = ctx(ident("alice"), config=c)
+    await run_hooks(
+        [ProvisionHomeHook(config=c), *(h() for h in DEFAULT_HOOKS)], alice, plan
+    )
     assert (tmp_path / "homes/alice").is_dir()
+    assert plan.mount("home").sub_path == "homes/alice"
+
+
+async def test_old_option_names_still_work_with_a_warning(tmp_path):
+    c = Config()
+    c.HomeHook.sub_path = "homes/{username}"
+    c.QuotaHook.threshold = 0.5
+    with pytest.warns(DeprecationWarning, match="c.StoragePaths.home_sub_path"):
+        assert StoragePaths(config=c).home("alice", 1234) == "homes/alice"
+    with pytest.warns(DeprecationWarning, match="c.QuotaPolicy.threshold"):
+        assert QuotaPolicy(config=c).threshold == 0.5
 
 
 async def test_provisioning_failure_stops_the_spawn_clearly(tmp_path, caplog):
@@ -186,7 +204,7 @@ async def test_course_spawner_pod_carries_the_warning_and_the_home_exists(
     )
     c = base_config(catalog_dir, users_file)
     c.CourseSpawner.hooks = [*DEFAULT_HOOKS, ProvisionHomeHook, QuotaHook]
-    c.QuotaHook.source_class = ReportFileQuota
+    c.QuotaPolicy.source_class = ReportFileQuota
     c.ReportFileQuota.user_report = str(report)
     c.LocalHomeProvisioner.storage_root = str(tmp_path / "storage")
     (tmp_path / "storage").mkdir()
@@ -200,14 +218,14 @@ async def test_course_spawner_pod_carries_the_warning_and_the_home_exists(
     assert (tmp_path / "storage/u/34/student1").stat().st_uid == 1001234
 
 
-# --- quota_web ----------------------------------------------------------------------
+# --- web.quota ------------------------------------------------------------------------
 class FakeUser(SimpleNamespace):
     async def get_auth_state(self):
         return self.auth_state
 
 
 def web_config(config):
-    from aaltohub import quota_web
+    from aaltohub.web import quota as quota_web
 
     c = config
     quota_web.configure(c)
@@ -260,7 +278,7 @@ def render(page, **ns):
     """Render with the same loader layout JupyterHub builds."""
     from jupyterhub.app import JupyterHub
 
-    from aaltohub import quota_web
+    from aaltohub.web import quota as quota_web
 
     base = JupyterHub()._template_paths_default()[0]
     loader = jinja2.ChoiceLoader(

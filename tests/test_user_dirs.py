@@ -14,14 +14,12 @@ import pytest
 
 from aaltohub.identity.base import Identity
 from aaltohub.storage import homes, user_dirs
+from aaltohub.storage.homes import ProvisionError, make_home
+from aaltohub.storage.storage_helper import helper_main, parse_command
 from aaltohub.storage.user_dirs import (
     LocalHomeProvisioner,
     NoHomeProvisioner,
-    ProvisionError,
     RemoteCommandHomeProvisioner,
-    helper_main,
-    make_home,
-    parse_command,
 )
 
 ROOT = os.geteuid() == 0
@@ -310,7 +308,7 @@ def fake_ssh(tmp_path, monkeypatch):
             os.environ["SSH_ORIGINAL_COMMAND"] = " ".join(words)
             forced = [
                 {sys.executable!r}, "-c",
-                "from aaltohub.storage.user_dirs import main; main()",
+                "from aaltohub.storage.storage_helper import main; main()",
                 "--root", {str(root)!r}, "--min-uid", os.environ["FAKE_MIN_UID"],
             ]
             os.execv(forced[0], forced)
@@ -403,7 +401,7 @@ def test_helper_console_script_runs_as_a_process(tmp_path):
         [
             sys.executable,
             "-c",
-            "from aaltohub.storage.user_dirs import main; main()",
+            "from aaltohub.storage.storage_helper import main; main()",
             "--root",
             str(tmp_path),
             "--min-uid",

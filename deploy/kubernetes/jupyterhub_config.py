@@ -10,7 +10,7 @@ or paste the body into z2jh's ``hub.extraConfig``.
 import os
 import sys
 
-from aaltohub import quota_web
+from aaltohub.web import quota as quota_web
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
@@ -73,7 +73,7 @@ else:
     c.RemoteCommandHomeProvisioner.host = env("STORAGE_HOST", "storage.example.org")
     c.RemoteCommandHomeProvisioner.identity_file = "/srv/jupyterhub/ssh/id_ed25519"
 if env("QUOTA_REPORT"):
-    c.QuotaHook.source_class = "aaltohub.storage.ReportFileQuota"
+    c.QuotaPolicy.source_class = "aaltohub.storage.ReportFileQuota"
     c.ReportFileQuota.user_report = env("QUOTA_REPORT")
     quota_web.configure(c)  # the warning on the home and spawn pages
 
@@ -83,7 +83,7 @@ c.CourseSpawner.cpu_guarantee = 0.1
 c.CourseSpawner.mem_guarantee = "512M"
 c.CourseSpawner.notebook_dir = "/"
 c.CourseSpawner.start_timeout = 300
-c.CourseMountsHook.extra_mounts = [
+c.StoragePaths.extra_mounts = [
     {"target": "/m/shareddata", "sub_path": "shareddata", "read_only": True},
 ]
 c.EnvironmentHook.timezone = env("TZ", "Europe/Helsinki")

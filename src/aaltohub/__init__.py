@@ -12,6 +12,8 @@ _EXPORTS = {
     "CourseCatalog": "aaltohub.catalog",
     "Course": "aaltohub.course",
     "CourseSpawner": "aaltohub.kube",
+    "StoragePaths": "aaltohub.storage.paths",
+    "ServerRecord": "aaltohub.servers",
     "LocalCourseSpawner": "aaltohub.local",
     "Identity": "aaltohub.identity",
     "LDAPIdentity": "aaltohub.identity",

@@ -1,12 +1,16 @@
 """Who may see and start which course, in which role.
 
-This is the only place the rules live. The profile list, the server-side
-check on spawn, the CLI and the tests all call these functions. No I/O.
+This is the only place the rules live. :func:`enrolment` answers "what is
+this person in this course" (roster, ``student_groups``, instructors,
+instructor groups, hub-wide instructors); the profile list, the server-side
+check on spawn, the course mounts and the nbgrader exchange, the CLI and
+the tests all go through it. No I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from .course import COURSE_GROUP_TEMPLATE, ROLE_INSTRUCTOR, ROLE_STUDENT, Course
 
@@ -31,32 +35,47 @@ class RoleRules:
         return self.instructor_group_template.format(slug=course.slug)
 
 
+class Enrolment(Enum):
+    """What a person is in one course. Hub admins are not enrolled by
+    being admins: they may start any course, but submit nothing."""
+
+    INSTRUCTOR = "instructor"
+    STUDENT = "student"
+    NONE = "none"
+
+    @property
+    def enrolled(self) -> bool:
+        return self is not Enrolment.NONE
+
+
 class AccessDenied(Exception):
     """Refusal with a message meant for the user (HTTP 403)."""
 
 
-def is_instructor(course: Course, who: Viewer, rules: RoleRules) -> bool:
-    return (
+def enrolment(course: Course, who: Viewer, rules: RoleRules) -> Enrolment:
+    """The one answer to "is ``who`` on this course, and as what"."""
+    if (
         who.username in course.instructors
         or who.username in rules.default_instructors
         or rules.instructor_group(course) in who.groups
         or not course.instructor_groups.isdisjoint(who.groups)
-    )
-
-
-def is_student(course: Course, who: Viewer) -> bool:
-    return who.username in course.students or not course.student_groups.isdisjoint(
+    ):
+        return Enrolment.INSTRUCTOR
+    if who.username in course.students or not course.student_groups.isdisjoint(
         who.groups
-    )
+    ):
+        return Enrolment.STUDENT
+    return Enrolment.NONE
 
 
 def visible_roles(course: Course, who: Viewer, rules: RoleRules) -> tuple[str, ...]:
     """The roles in which ``who`` may start ``course`` (empty: not offered)."""
     if course.archive:
         return ()
-    instructor = who.admin or is_instructor(course, who, rules)
+    status = enrolment(course, who, rules)
+    instructor = who.admin or status is Enrolment.INSTRUCTOR
     roles: list[str] = []
-    if not course.private or instructor or is_student(course, who):
+    if not course.private or instructor or status.enrolled:
         roles.append(ROLE_STUDENT)
     if instructor and course.has_instructor_mode:
         roles.append(ROLE_INSTRUCTOR)
@@ -69,13 +88,10 @@ def check(course: Course | None, who: Viewer, role: str, rules: RoleRules) -> No
     An unknown course and a course the user may not see get the same
     answer, so private course names do not leak.
     """
-    if course is not None and role in visible_roles(course, who, rules):
+    roles = visible_roles(course, who, rules) if course is not None else ()
+    if role in roles:
         return
-    if (
-        course is not None
-        and role == ROLE_INSTRUCTOR
-        and ROLE_STUDENT in (visible_roles(course, who, rules))
-    ):
+    if course is not None and role == ROLE_INSTRUCTOR and ROLE_STUDENT in roles:
         raise AccessDenied(
             f"You ({who.username}) are not an instructor of {course.name}, so its"
             f" instructor environment is not available. Start '{course.slug}'"
@@ -86,12 +102,3 @@ def check(course: Course | None, who: Viewer, role: str, rules: RoleRules) -> No
         " this course, ask its instructors to add you to the course list; the"
         " courses you can start are listed on the spawn page."
     )
-
-
-def role_of(course: Course, who: Viewer, rules: RoleRules) -> str:
-    """Plain-language role, for logs and listings."""
-    if is_instructor(course, who, rules):
-        return ROLE_INSTRUCTOR
-    if is_student(course, who):
-        return ROLE_STUDENT
-    return "admin" if who.admin else "none"

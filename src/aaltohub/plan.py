@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .access import Viewer
-from .course import ROLE_INSTRUCTOR, Course
+from .access import Enrolment, Viewer
+from .course import ROLE_INSTRUCTOR, Course, Resources
 from .identity.base import Identity
+from .storage.paths import StoragePaths
 
 #: Storage volume that every course mount lives on (one NFS claim).
 NFS_VOLUME = "jupyter-nfs"
@@ -23,8 +24,13 @@ class SpawnContext:
 
     viewer: Viewer
     identity: Identity
+    #: Where storage lives and where it appears (the hub's c.StoragePaths).
+    paths: StoragePaths
     course: Course | None = None
     role: str = "student"
+    #: What the user is in the course (access.enrolment: roster, groups,
+    #: instructors); NONE for a general profile or a visitor.
+    enrolment: Enrolment = Enrolment.NONE
     server_name: str = ""
     image: str = ""
     #: Name of the course's directory group (CourseCatalog's template).
@@ -46,11 +52,8 @@ class SpawnContext:
 
     @property
     def enrolled(self) -> bool:
-        """Listed on the roster as a student or an instructor."""
-        return self.course is not None and (
-            self.username in self.course.students
-            or self.username in self.course.instructors
-        )
+        """On the course as a student or an instructor, by any route."""
+        return self.course is not None and self.enrolment.enrolled
 
 
 @dataclass
@@ -64,14 +67,6 @@ class Mount:
     #: What the mount is for, e.g. "home", "course-files"; adapters and docs
     #: refer to mounts by this name.
     purpose: str = ""
-
-
-@dataclass
-class Resources:
-    cpu_limit: float | None = None
-    cpu_guarantee: float | None = None
-    mem_limit: str | int | None = None
-    mem_guarantee: str | int | None = None
 
 
 @dataclass

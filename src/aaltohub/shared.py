@@ -22,3 +22,8 @@ def shared(key: Hashable, config: object, factory: Callable[[], T]) -> T:
     if hit is None or hit[0] is not config:  # ids can be reused after GC
         hit = _REGISTRY[slot] = (config, factory())
     return hit[1]
+
+
+def shared_instance(cls: type[T], config: object) -> T:
+    """The one ``cls(config=config)`` of this hub config."""
+    return shared(cls, config, lambda: cls(config=config))

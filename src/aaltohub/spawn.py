@@ -1,8 +1,15 @@
 """CourseSpawnMixin: what every course-aware spawner shares.
 
-The profile list, the server-side access check and the spawn plan are the
-same whether the server becomes a pod (kube.py) or a local process
-(local/); only the adapter that applies the plan differs.
+The profile list, the server-side access check, the spawn plan and the
+record of the running server are the same whether the server becomes a pod
+(:mod:`aaltohub.kube`) or a local process (:mod:`aaltohub.local`). One path,
+:meth:`CourseSpawnMixin.plan_spawn`, runs them in order::
+
+    effective profile -> authorize -> adapter.before_plan (profile overrides)
+    -> hooks build the plan -> adapter.apply_plan -> ServerRecord in state
+
+An adapter implements only :meth:`~CourseSpawnMixin.apply_plan` (and, if it
+has profile overrides, :meth:`~CourseSpawnMixin.before_plan`).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+from dataclasses import fields
 
 from tornado import web
 from traitlets import Any, Dict, List, Type, Unicode
@@ -18,9 +26,8 @@ from traitlets.config import LoggingConfigurable
 from . import access, metrics
 from .access import AccessDenied, Viewer
 from .catalog import CourseCatalog
-from .course import ROLE_STUDENT, Course, parse_profile_slug
+from .course import ROLE_STUDENT, Course, Resources, parse_profile_slug
 from .hooks import DEFAULT_HOOKS, SpawnHook, run_hooks
-from .hooks.paths import UnsafePath
 from .identity.base import (
     Identity,
     IdentityError,
@@ -29,7 +36,9 @@ from .identity.base import (
 )
 from .plan import SpawnContext, SpawnPlan
 from .profiles import ProfileBuilder
-from .shared import shared
+from .servers import STATE_KEY, ServerRecord
+from .shared import shared, shared_instance
+from .storage.paths import StoragePaths, UnsafePath
 
 
 def user_error(status: int, message: str) -> web.HTTPError:
@@ -80,27 +89,38 @@ class CourseSpawnMixin(LoggingConfigurable):
     #: The identity from auth_state, if the authenticator attached one.
     _auth_identity = Any(None)
 
-    # --- state that survives a hub restart ----------------------------------------
-    #: The course, role and cull limits of the running server.
-    _course_state = Dict()
+    #: The running server's course, role, image, uid, start and cull limits;
+    #: kept in the spawner state, so it survives a hub restart.
+    server_record = Any(None, allow_none=True)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Built (and so checked) now, not in the middle of a spawn: a bad
+        # path template is a configuration error, named at start.
+        self.storage_paths  # noqa: B018
+
+    # --- state that survives a hub restart ----------------------------------------
     def get_state(self):
         state = super().get_state()
-        if self._course_state:
-            state["aaltohub"] = dict(self._course_state)
+        if self.server_record is not None:
+            state[STATE_KEY] = self.server_record.to_state()
         return state
 
     def load_state(self, state):
         super().load_state(state)
-        self._course_state = dict(state.get("aaltohub") or {})
+        self.server_record = ServerRecord.from_state(state)
+
+    def clear_state(self):
+        super().clear_state()
+        self.server_record = None
 
     @property
     def course_slug(self) -> str | None:
-        return self._course_state.get("course")
+        return self.server_record.course if self.server_record else None
 
     @property
     def course_role(self) -> str | None:
-        return self._course_state.get("role")
+        return self.server_record.role if self.server_record else None
 
     # --- shared services --------------------------------------------------------
     @property
@@ -109,6 +129,10 @@ class CourseSpawnMixin(LoggingConfigurable):
         return shared(
             CourseCatalog, self.config, lambda: CourseCatalog(config=self.config)
         )
+
+    @property
+    def storage_paths(self) -> StoragePaths:
+        return shared_instance(StoragePaths, self.config)
 
     @property
     def identity_provider(self) -> IdentityProvider:
@@ -144,6 +168,10 @@ class CourseSpawnMixin(LoggingConfigurable):
         return general[0] if general else None
 
     # --- identity -----------------------------------------------------------------
+    async def run_auth_state_hook(self, auth_state):
+        self.remember_auth_state(auth_state)
+        await super().run_auth_state_hook(auth_state)
+
     def remember_auth_state(self, auth_state: dict | None) -> None:
         """Take the identity the authenticator stored, if any."""
         record = (auth_state or {}).get("identity")
@@ -153,26 +181,22 @@ class CourseSpawnMixin(LoggingConfigurable):
             identity = Identity.from_dict(record)
         except ValueError as e:
             self.log.warning(
-                "ignoring identity in auth_state of %s: %s", self._uname, e
+                "ignoring identity in auth_state of %s: %s", self.user.name, e
             )
             return
-        if identity.username == self._uname:
+        if identity.username == self.user.name:
             self._auth_identity = identity
             self.identity_provider.remember(identity)
-
-    @property
-    def _uname(self) -> str:
-        return self.user.name
 
     async def get_identity(self) -> Identity:
         provider = self.identity_provider
         try:
-            return await provider.lookup(self._uname)
+            return await provider.lookup(self.user.name)
         except IdentityUnavailable:
             if self._auth_identity is not None:
                 self.log.warning(
                     "spawn user=%s action=identity outcome=auth-state-fallback",
-                    self._uname,
+                    self.user.name,
                 )
                 return self._auth_identity
             raise
@@ -190,9 +214,11 @@ class CourseSpawnMixin(LoggingConfigurable):
         except IdentityError as e:
             if strict:
                 raise
-            self.log.warning("profile list for %s without groups: %s", self._uname, e)
+            self.log.warning(
+                "profile list for %s without groups: %s", self.user.name, e
+            )
             groups = frozenset()
-        return Viewer(self._uname, bool(self.user.admin), groups)
+        return Viewer(self.user.name, bool(self.user.admin), groups)
 
     # --- profiles and authorization ----------------------------------------------
     async def course_profiles(self, spawner=None) -> list[dict]:
@@ -259,13 +285,48 @@ class CourseSpawnMixin(LoggingConfigurable):
         self.log.log(
             level,
             "spawn user=%s server=%s profile=%s role=%s action=authorize outcome=%s%s",
-            self._uname,
+            self.user.name,
             getattr(self, "name", "") or "-",
             profile or "-",
             role,
             outcome,
             f" reason={reason!r}" if reason else "",
         )
+
+    # --- the one path: authorize -> plan -> apply ---------------------------------
+    async def plan_spawn(self) -> SpawnPlan:
+        """Authorize the chosen profile (again: API spawns skip the form),
+        build its plan, let the adapter apply it, and record the server."""
+        profile = await self.effective_profile((self.user_options or {}).get("profile"))
+        course, role = await self.authorize(profile)
+        await self.before_plan(course, role, profile)
+        plan = await self.build_plan(course, role, self.resource_defaults())
+        backend = await self.apply_plan(plan, course, role)
+        identity = await self.get_identity()
+        self.server_record = ServerRecord(
+            course=course.slug if course else None,
+            role=role,
+            image=plan.image or "",
+            uid=identity.uid,
+            started=ServerRecord.now(),
+            cull_inactive_timeout=plan.cull_inactive_timeout,
+            cull_max_age=plan.cull_max_age,
+            backend=backend or {},
+        )
+        return plan
+
+    async def before_plan(self, course: Course | None, role: str, profile) -> None:
+        """Adapter step before the hooks run (KubeSpawner applies the
+        profile's overrides here, so the plan is built on top of them)."""
+
+    async def apply_plan(self, plan: SpawnPlan, course: Course | None, role: str):
+        """Adapter step: turn the plan into this backend's settings. May
+        return a dict the backend needs again later (kept in the record)."""
+        raise NotImplementedError
+
+    def resource_defaults(self) -> dict:
+        """The spawner's configured CPU and memory, before any course."""
+        return {f.name: getattr(self, f.name, None) for f in fields(Resources)}
 
     # --- the plan -------------------------------------------------------------------
     async def build_plan(
@@ -275,28 +336,36 @@ class CourseSpawnMixin(LoggingConfigurable):
         :meth:`authorize` has already allowed."""
         identity = await self.get_identity()
         image = self.catalog.image_for(course, role) if course else ""
+        viewer = Viewer(self.user.name, bool(self.user.admin), identity.groups)
+        rules = self.catalog.rules
         ctx = SpawnContext(
-            viewer=Viewer(self._uname, bool(self.user.admin), identity.groups),
+            viewer=viewer,
             identity=identity,
+            paths=self.storage_paths,
             course=course,
             role=role,
+            enrolment=access.enrolment(course, viewer, rules)
+            if course
+            else access.Enrolment.NONE,
             server_name=getattr(self, "name", "") or "",
             image=image,
             files_root=self.files_root,
-            course_group=self.catalog.rules.instructor_group(course) if course else "",
+            course_group=rules.instructor_group(course) if course else "",
             defaults=copy.deepcopy(defaults),
         )
         try:
             plan = await run_hooks(self.hook_instances, ctx, SpawnPlan())
         except UnsafePath as e:
             self.log.error(
-                "spawn user=%s action=plan outcome=failed: %s", self._uname, e
+                "spawn user=%s action=plan outcome=failed: %s", self.user.name, e
             )
             raise user_error(
                 500,
                 "Your server could not be set up because a storage path is"
-                " invalid. Please tell the hub operator, who should check the"
-                f" sub_path settings of the spawn hooks ({e}).",
+                " invalid. Please tell the hub operator, who should check"
+                f" c.StoragePaths ({e}).",
             ) from e
+        if plan.image is None and image:
+            plan.image = image
         self._audit(course.slug if course else None, role, "planned")
         return plan

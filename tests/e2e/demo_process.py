@@ -22,20 +22,16 @@ import pytest
 
 from aaltohub.demo.runner import free_port, run_processes
 from aaltohub.demo.settings import find_proxy
+from aaltohub.local.sandbox import namespaces_supported
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "e2e-demo-password"
 
 
-def _namespaces_work() -> bool:
-    probe = [sys.executable, "-m", "aaltohub.local.sandbox", "--probe"]
-    return subprocess.run(probe, capture_output=True).returncode == 0
-
-
 #: Whether the demo's servers run in namespace mode (root, mount namespaces
 #: available): then read-only mounts and user separation are enforced.
-ENFORCED = os.geteuid() == 0 and _namespaces_work()
+ENFORCED = namespaces_supported()
 NOT_ENFORCED = (
     "not enforceable here: without root and mount namespaces every demo"
     " server runs under the hub's uid (prefix mode), so read-only mounts and"

@@ -3,7 +3,7 @@
 The layout (modes, owners, groups) comes from
 :class:`aaltohub.storage.StorageLayout`; walking and repairing from
 :mod:`aaltohub.storage.course_dirs`; the course-file edit behind ``archive``
-from :mod:`aaltohub.catalog_edit`. This module parses arguments, picks
+from :mod:`aaltohub.catalog.edit`. This module parses arguments, picks
 courses from the catalog and prints.
 """
 
@@ -15,7 +15,7 @@ import os
 import sys
 
 from ..catalog import CourseCatalog
-from ..catalog_edit import ArchiveError, _write_atomically, set_archive_flag
+from ..catalog.edit import ArchiveError, set_archive_flag, write_atomically
 from ..course import Course
 from ..storage import course_dirs
 from ..storage.layout import LayoutError, StorageLayout
@@ -372,7 +372,7 @@ def run_archive(args) -> int:
             verb = "would set" if args.dry_run else "set"
             total.actions.append(f"{verb} archive: true in {path}")
             if not args.dry_run:
-                _write_atomically(path, new)
+                write_atomically(path, new)
         if args.storage_root:
             # The archived layout is the read-only one; fixing to it removes
             # write bits everywhere and keeps directories traversable.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..probe import SpawnProbe
+from ..ops.probe import SpawnProbe
 
 
 def register(sub) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -9,6 +10,8 @@ import sys
 import time
 
 from ..storage.quota import (
+    DEFAULT_THRESHOLD,
+    STALE_REPORT_AFTER,
     ReportFileQuota,
     ReportFormatError,
     StatvfsQuota,
@@ -56,13 +59,23 @@ def register(sub) -> None:
     r.add_argument("--filesystem", default="", help="only this device or mount point")
     r.add_argument(
         "--threshold",
-        type=float,
-        default=90.0,
-        help="percent of the quota from which to list (default: 90)",
+        type=_fraction,
+        default=DEFAULT_THRESHOLD,
+        help="fraction of the quota from which to list, as c.QuotaPolicy.threshold"
+        f" (default: {DEFAULT_THRESHOLD:g}, i.e. {DEFAULT_THRESHOLD * 100:g} %%)",
     )
     r.add_argument("--all", action="store_true", help="list everyone with a limit")
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(func=run_report)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a fraction between 0 and 1 (0.9 means 90 %)"
+        )
+    return value
 
 
 def _source(args):
@@ -93,12 +106,11 @@ def run_report(args) -> int:
             print(f"error: {args.report}: {e}", file=sys.stderr)
             return 2
     usages = asyncio.run(_source(args).all_usage(args.kind))
-    fraction = args.threshold / 100
     rows: list[tuple[str, Usage]] = sorted(
         (
             (name, u)
             for name, u in usages.items()
-            if u.limit and (args.all or u.over_threshold(fraction))
+            if u.limit and (args.all or u.over_threshold(args.threshold))
         ),
         key=lambda item: (-(item[1].percent or 0), item[0]),
     )
@@ -121,11 +133,11 @@ def run_report(args) -> int:
             print(
                 "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             )
-        what = "with a limit" if args.all else f"at or above {args.threshold:g} %"
+        what = "with a limit" if args.all else f"at or above {args.threshold * 100:g} %"
         print(f"{len(rows)} {args.kind}(s) {what}", file=sys.stderr)
     if args.report:
         age = time.time() - os.stat(args.report).st_mtime
-        if age > 86400:
+        if age > STALE_REPORT_AFTER:
             print(
                 f"warning: {args.report} is {age / 3600:.0f} hours old; is the"
                 " storage side still writing it?",

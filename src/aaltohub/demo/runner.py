@@ -25,6 +25,7 @@ import urllib.request
 from importlib import resources
 from pathlib import Path
 
+from ..local.sandbox import namespaces_supported
 from .settings import ADMIN_USERS, ENV_PREFIX, PROXY_MISSING, StatePaths, find_proxy
 from .state import new_password, prepare, reset_servers_dir
 
@@ -121,11 +122,6 @@ def _healthy(url: str) -> bool:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _namespaces_work() -> bool:
-    probe = [sys.executable, "-m", "aaltohub.local.sandbox", "--probe"]
-    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
 
 
 def _say(text: str, stream=None) -> None:
@@ -240,7 +236,7 @@ class Demo:
         mode = self.isolation
         if mode == "auto":
             as_root = os.geteuid() == 0
-            mode = "namespace" if as_root and _namespaces_work() else "prefix"
+            mode = "namespace" if as_root and namespaces_supported() else "prefix"
         if mode == "namespace":
             return "private mount namespaces, each as its user (enforced)"
         return (

@@ -126,7 +126,7 @@ def configure(c, environ=os.environ) -> StatePaths:
     c.ConfigurableHTTPProxy.debug = False
 
     # Login: one shared password for the users of the identity file.
-    c.JupyterHub.authenticator_class = "aaltohub.demo_auth.DemoAuthenticator"
+    c.JupyterHub.authenticator_class = "aaltohub.demo.auth.DemoAuthenticator"
     c.DemoAuthenticator.password_file = str(paths.password_hash)
     c.DemoAuthenticator.identity_class = "aaltohub.identity.StaticIdentity"
     c.Authenticator.admin_users = set(ADMIN_USERS)

@@ -25,12 +25,12 @@ import yaml
 from traitlets.config import Config
 
 from ..catalog import CourseCatalog
-from ..demo_auth import write_password_hash
 from ..identity.static import parse_static_users
 from ..storage import course_dirs
-from ..storage.homes import DEFAULT_SUB_PATH, home_sub_path
+from ..storage.homes import make_home
 from ..storage.layout import LayoutError, StorageLayout
-from ..storage.user_dirs import make_home
+from ..storage.paths import StoragePaths
+from .auth import write_password_hash
 from .settings import StatePaths
 
 SAMPLE_DATA = {
@@ -83,13 +83,16 @@ def lay_out_storage(storage: str, catalog: CourseCatalog, users: dict) -> list[s
     """Homes and course directories with production modes; returns problems."""
     as_root = os.geteuid() == 0
     problems: list[str] = []
+    paths = StoragePaths()  # the demo hub uses the default layout
     for identity in users.values():
-        rel = home_sub_path(DEFAULT_SUB_PATH, identity.username, identity.uid)
+        rel = paths.home(identity.username, identity.uid)
         uid, gid = (
             (identity.uid, identity.gid) if as_root else (os.geteuid(), os.getegid())
         )
         make_home(storage, rel, uid, gid)
-    layout = StorageLayout(config=Config(), course_uid=0 if as_root else os.geteuid())
+    layout = StorageLayout(
+        config=Config(), paths=paths, course_uid=0 if as_root else os.geteuid()
+    )
     for course in catalog.courses.values():
         try:
             entries = layout.entries(course)
@@ -102,9 +105,7 @@ def lay_out_storage(storage: str, catalog: CourseCatalog, users: dict) -> list[s
         result = course_dirs.run(storage, entries, fix=True, walk=False)
         problems += [str(p) for p in result.unfixed]
         if course.datadir and not course.archive:
-            data = layout.data_sub_path.format(
-                course=course.slug, coursedir_slug=course.directory
-            )
+            data = paths.course_data(course)
             _seed(os.path.join(storage, data), course.gid if as_root else None)
     return problems
 

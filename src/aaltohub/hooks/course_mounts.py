@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from traitlets import Dict, List, Unicode
+from traitlets import Unicode
 
 from ..plan import SpawnContext, SpawnPlan
 from .base import SpawnHook
-from .paths import render_sub_path
 
 
 class CourseMountsHook(SpawnHook):
-    """Course storage, all on the one NFS volume.
+    """Course storage, all on the one storage volume, at the sub-paths and
+    targets of ``c.StoragePaths``.
 
     ====================  ==============================  =========================
     mount                 sub-path (default)              when
     ====================  ==============================  =========================
+    extra mounts          ``StoragePaths.extra_mounts``   every server
     course files          course/{coursedir_slug}/files   instructor mode, rw
     course data           course/{coursedir_slug}/data    datadir; rw for
                                                           instructors or with
@@ -23,47 +24,22 @@ class CourseMountsHook(SpawnHook):
                                                           ro under restrict_submit
                                                           for the non-enrolled
     ====================  ==============================  =========================
+
+    "Enrolled" is :func:`aaltohub.access.enrolment`: the roster,
+    ``student_groups``, instructors and instructor groups.
     """
 
-    files_sub_path = Unicode(
-        "course/{coursedir_slug}/files",
-        help="Storage path of a course's instructor files.",
-    ).tag(config=True)
-    files_target = Unicode(
-        "/course", help="Where instructors see the course files."
-    ).tag(config=True)
-    data_sub_path = Unicode(
-        "course/{coursedir_slug}/data", help="Storage path of a course's data."
-    ).tag(config=True)
-    data_target = Unicode(
-        "/coursedata", help="Where the course data appears (datadir courses)."
-    ).tag(config=True)
-    exchange_sub_path = Unicode(
-        "exchange/{coursedir_slug}",
-        help="Storage path of a course's nbgrader exchange.",
-    ).tag(config=True)
-    exchange_target = Unicode(
-        "/srv/nbgrader/exchange",
-        help="Where the exchange appears; nbgrader's Exchange.root.",
-    ).tag(config=True)
     instructor_umask = Unicode(
         "0007",
         help="NB_UMASK in instructor mode, so course files stay group-shared.",
     ).tag(config=True)
 
-    extra_mounts = List(
-        Dict(),
-        help="""Deployment-wide mounts for every server, e.g. shared data or
-        software: ``[{"target": "/m/software", "sub_path": "software",
-        "read_only": true}]``. Sub-paths may use {username} and
-        {uid_last2digits}.""",
-    ).tag(config=True)
-
     def apply(self, ctx: SpawnContext, plan: SpawnPlan):
-        for extra in self.extra_mounts:
+        paths = ctx.paths
+        for extra in paths.extra_mounts:
             plan.add_mount(
                 extra["target"],
-                render_sub_path(extra["sub_path"], ctx),
+                paths.extra_sub_path(extra, ctx.username, ctx.identity.uid),
                 bool(extra.get("read_only", True)),
                 purpose=extra.get("purpose", "extra"),
             )
@@ -73,8 +49,8 @@ class CourseMountsHook(SpawnHook):
         plan.env["NB_COURSE"] = course.slug
         if ctx.as_instructor:
             plan.add_mount(
-                self.files_target,
-                render_sub_path(self.files_sub_path, ctx),
+                paths.files_target,
+                paths.course_files(course),
                 False,
                 purpose="course-files",
             )
@@ -84,17 +60,17 @@ class CourseMountsHook(SpawnHook):
         if course.datadir:
             writable = ctx.as_instructor or course.datadir_readwrite
             plan.add_mount(
-                self.data_target,
-                render_sub_path(self.data_sub_path, ctx),
+                paths.data_target,
+                paths.course_data(course),
                 not writable,
                 purpose="course-data",
             )
-            plan.env["COURSEDATA"] = self.data_target.rstrip("/") + "/"
+            plan.env["COURSEDATA"] = paths.data_target.rstrip("/") + "/"
         if course.has_instructor_mode:
             read_only = course.restrict_submit and not ctx.enrolled
             plan.add_mount(
-                self.exchange_target,
-                render_sub_path(self.exchange_sub_path, ctx),
+                paths.exchange_target,
+                paths.exchange(course),
                 read_only,
                 purpose="exchange",
             )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from traitlets import Int, Unicode, default
+from traitlets import Int, Unicode
 
 from ..plan import SpawnContext, SpawnPlan
 from .base import SpawnHook
-from .course_mounts import CourseMountsHook
-from .home import HomeHook
 
 CONFIG_FILE = "jupyter/nbgrader_config.py"
 
@@ -26,13 +24,10 @@ class NbgraderHook(SpawnHook):
         "Europe/Helsinki", help="Exchange.timezone and NbGraderAPI.timezone."
     ).tag(config=True)
     assignment_dir = Unicode(
-        help="""Where students fetch assignments to. Default: the home's
-        mount point, ``c.HomeHook.target``."""
+        "",
+        help="""Where students fetch assignments to. Empty: the home's
+        mount point, ``c.StoragePaths.home_target``.""",
     ).tag(config=True)
-
-    @default("assignment_dir")
-    def _assignment_dir_default(self):
-        return HomeHook(config=self.config).target.rstrip("/") + "/"
 
     execute_timeout = Int(240, help="Seconds a cell may run during autograding.").tag(
         config=True
@@ -42,45 +37,43 @@ class NbgraderHook(SpawnHook):
         help="Instructor-mode log file, relative to the course directory.",
     ).tag(config=True)
     course_root = Unicode(
+        "",
         help="""CourseDirectory.root: where instructors see course files.
-        Default: ``c.CourseMountsHook.files_target``."""
+        Empty: ``c.StoragePaths.files_target``.""",
     ).tag(config=True)
     exchange_root = Unicode(
-        help="""Exchange.root inside the server. Default:
-        ``c.CourseMountsHook.exchange_target``."""
+        "",
+        help="""Exchange.root inside the server. Empty:
+        ``c.StoragePaths.exchange_target``.""",
     ).tag(config=True)
-
-    @default("course_root")
-    def _course_root_default(self):
-        return CourseMountsHook(config=self.config).files_target
-
-    @default("exchange_root")
-    def _exchange_root_default(self):
-        return CourseMountsHook(config=self.config).exchange_target
 
     def settings(self, ctx: SpawnContext) -> list[tuple[str, object]]:
         slug = ctx.course.slug
+        paths = ctx.paths
+        course_root = self.course_root or paths.files_target
+        exchange_root = self.exchange_root or paths.exchange_target
+        assignment_dir = self.assignment_dir or paths.home_target.rstrip("/") + "/"
         pairs = [
-            ("CourseDirectory.root", self.course_root),
+            ("CourseDirectory.root", course_root),
             ("CourseDirectory.groupshared", True),
             ("CourseDirectory.course_id", slug),
             (
                 "CourseDirectory.ignore",
                 [".ipynb_checkpoints", "*.pyc*", "__pycache__", "feedback", ".*"],
             ),
-            ("Exchange.root", self.exchange_root),
+            ("Exchange.root", exchange_root),
             ("Exchange.path_includes_course", True),
-            ("Exchange.assignment_dir", self.assignment_dir),
+            ("Exchange.assignment_dir", assignment_dir),
             ("Exchange.timezone", self.timezone),
             ("NbGraderAPI.timezone", self.timezone),
-            ("AssignmentList.assignment_dir", self.assignment_dir),
+            ("AssignmentList.assignment_dir", assignment_dir),
             ("ExecutePreprocessor.timeout", self.execute_timeout),
             ("Execute.timeout", self.execute_timeout),
             ("Validator.validate_all", True),
             ("CollectApp.check_owner", False),
         ]
         if ctx.as_instructor:
-            log = self.course_root.rstrip("/") + "/" + self.instructor_log_file
+            log = course_root.rstrip("/") + "/" + self.instructor_log_file
             pairs.append(("NbGrader.logfile", log))
         return pairs
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from traitlets import Type, Unicode, default
+from traitlets import Type
 
 from ..plan import SpawnContext, SpawnPlan
-from ..storage import shared
+from ..shared import shared_instance
+from ..storage.paths import UnsafePath
 from ..storage.user_dirs import HomeProvisioner, LocalHomeProvisioner, ProvisionError
 from .base import SpawnHook
-from .home import HomeHook
-from .paths import UnsafePath, render_sub_path
 
 
 class ProvisionHomeHook(SpawnHook):
-    """Ensure ``u/{uid_last2digits}/{username}`` exists, owned by the user.
+    """Ensure the user's home (``c.StoragePaths.home_sub_path``) exists,
+    owned by the user: the directory made is the one HomeHook mounts.
 
     Runs the configured provisioner (local, remote forced command, or none).
     If it fails, the spawn stops with a message for the user; the operator's
@@ -30,23 +30,14 @@ class ProvisionHomeHook(SpawnHook):
         ``aaltohub.storage.NoHomeProvisioner``.""",
     ).tag(config=True)
 
-    sub_path = Unicode(
-        help="""Path of the home on the storage volume. Default: the same as
-        ``c.HomeHook.sub_path``, so the directory made is the one mounted.""",
-    ).tag(config=True)
-
-    @default("sub_path")
-    def _sub_path_default(self):
-        return HomeHook(config=self.config).sub_path
-
     @property
     def provisioner(self) -> HomeProvisioner:
         # Shared across spawns: it remembers homes known to exist.
-        return shared(self.provisioner_class, self.config)
+        return shared_instance(self.provisioner_class, self.config)
 
     async def apply(self, ctx: SpawnContext, plan: SpawnPlan):
         try:
-            sub_path = render_sub_path(self.sub_path, ctx)
+            sub_path = ctx.paths.home(ctx.username, ctx.identity.uid)
         except UnsafePath as e:
             raise ProvisionError(
                 "Your home directory cannot be created for this account.", str(e)

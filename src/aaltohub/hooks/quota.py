@@ -4,46 +4,28 @@ from __future__ import annotations
 
 import asyncio
 
-from traitlets import Float, Type, Unicode
+from traitlets import Float, Unicode
 
 from ..plan import SpawnContext, SpawnPlan
-from ..storage import shared
-from ..storage.quota import (
-    FREE_SPACE_HELP,
-    NoQuota,
-    QuotaSource,
-    Usage,
-    warning_message,
-)
+from ..shared import shared_instance
+from ..storage.quota import QuotaPolicy, QuotaSource, Usage, warning_message
 from .base import SpawnHook
 
 
 class QuotaHook(SpawnHook):
-    """At or above ``threshold`` of the quota, tell the user, three ways:
+    """At or above the warning threshold, tell the user, three ways:
 
     * ``AALTOHUB_QUOTA_USED`` / ``_LIMIT`` (bytes) / ``_PERCENT`` and
       ``AALTOHUB_QUOTA_NOTICE`` (the notice file's path) in the environment;
     * a notice file ``quota-warning.txt`` in the server's files directory;
     * a line in the plan's notices, for the spawn page.
 
-    Instructors also hear about the course directory's quota. A failing or
-    slow quota source is logged and ignored: an over-quota user must still
-    be able to start a server to clean up.
+    The source, threshold and help text are ``c.QuotaPolicy``'s, shared
+    with the hub's pages. Instructors also hear about the course
+    directory's quota. A failing or slow quota source is logged and
+    ignored: an over-quota user must still be able to start a server to
+    clean up.
     """
-
-    source_class = Type(
-        NoQuota,
-        klass=QuotaSource,
-        help="""Where usage comes from: ``aaltohub.storage.ReportFileQuota``
-        (a repquota / xfs_quota report file), ``aaltohub.storage.StatvfsQuota``
-        (per-user volumes) or ``aaltohub.storage.NoQuota``. An injected
-        ``ctx.providers["quota"]`` takes precedence.""",
-    ).tag(config=True)
-
-    threshold = Float(
-        0.9,
-        help="Fraction of the quota (0.9 = 90 %) from which users are warned.",
-    ).tag(config=True)
 
     timeout = Float(
         5.0,
@@ -51,21 +33,19 @@ class QuotaHook(SpawnHook):
         goes on without a warning.""",
     ).tag(config=True)
 
-    free_space_help = Unicode(
-        FREE_SPACE_HELP,
-        help="How to free space, in the words of your site; shown with warnings.",
-    ).tag(config=True)
-
     notice_file = Unicode(
         "quota-warning.txt",
         help="Name of the notice file inside the server's files directory.",
     ).tag(config=True)
 
+    @property
+    def policy(self) -> QuotaPolicy:
+        return shared_instance(QuotaPolicy, self.config)
+
     def source(self, ctx: SpawnContext) -> QuotaSource:
+        """An injected ``ctx.providers["quota"]``, else the policy's source."""
         provided = ctx.providers.get("quota")
-        return (
-            provided if provided is not None else shared(self.source_class, self.config)
-        )
+        return provided if provided is not None else self.policy.source
 
     async def _ask(self, what: str, ctx: SpawnContext, call) -> Usage | None:
         try:
@@ -80,17 +60,19 @@ class QuotaHook(SpawnHook):
             return None
 
     async def apply(self, ctx: SpawnContext, plan: SpawnPlan):
-        source = self.source(ctx)
+        source, policy = self.source(ctx), self.policy
         lines = []
         home = await self._ask("home", ctx, source.usage(ctx.identity))
-        if home is not None and home.over_threshold(self.threshold):
+        if policy.warns(home):
             plan.env["AALTOHUB_QUOTA_USED"] = str(home.used)
             plan.env["AALTOHUB_QUOTA_LIMIT"] = str(home.limit)
             plan.env["AALTOHUB_QUOTA_PERCENT"] = f"{home.percent:.0f}"
             lines.append(warning_message(home))
         if ctx.as_instructor:
-            course = await self._ask("course", ctx, source.course_usage(ctx.course))
-            if course is not None and course.over_threshold(self.threshold):
+            course = await self._ask(
+                "course", ctx, source.course_usage(ctx.course, ctx.course_group)
+            )
+            if policy.warns(course):
                 lines.append(
                     warning_message(
                         course, f"The course directory of {ctx.course.name}"
@@ -104,8 +86,8 @@ class QuotaHook(SpawnHook):
             " | ".join(lines),
         )
         plan.notices.extend(lines)
-        plan.notices.append(self.free_space_help)
+        plan.notices.append(policy.free_space_help)
         plan.files[self.notice_file] = (
-            "\n\n".join([*lines, self.free_space_help]) + "\n"
+            "\n\n".join([*lines, policy.free_space_help]) + "\n"
         )
         plan.env["AALTOHUB_QUOTA_NOTICE"] = f"{ctx.files_root}/{self.notice_file}"

@@ -6,8 +6,8 @@ from dataclasses import fields
 
 from traitlets import Dict, Int
 
-from ..course import ROLE_INSTRUCTOR
-from ..plan import Resources, SpawnContext, SpawnPlan
+from ..course import ROLE_INSTRUCTOR, Resources
+from ..plan import SpawnContext, SpawnPlan
 from .base import SpawnHook
 
 _KEYS = [f.name for f in fields(Resources)]

@@ -1,9 +1,9 @@
 """The Identity record and the provider base class: validation, TTL cache,
 single-flight lookups in a bounded thread pool, and stale-cache fallback.
 
-Providers only implement two blocking methods, ``lookup_sync`` and
-``group_members_sync``; this class makes sure they never run on the hub's
-event loop and never hold a spawn hostage for longer than ``lookup_timeout``.
+Providers implement one blocking method, ``lookup_sync``; this class makes
+sure it never runs on the hub's event loop and never holds a spawn hostage
+for longer than ``lookup_timeout``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ class Identity:
     name: str = ""
     email: str = ""
     groups: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def uid_last2digits(self) -> str:
-        """The two-digit bucket that spreads homes over ``u/00`` .. ``u/99``."""
-        return f"{self.uid % 100:02d}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, as stored in JupyterHub's auth_state."""
@@ -67,6 +62,23 @@ class Identity:
             raise ValueError(f"not a valid identity record: {e}") from e
 
 
+#: The default rule for usernames: lowercase institutional account names
+#: such as ``darstr1`` or ``first.last``. Storage code that runs without a
+#: provider (the storage helper) uses the same default.
+DEFAULT_USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+#: The default smallest uid a server may run as (no system accounts, no root).
+DEFAULT_MIN_UID = 1000
+
+
+def username_ok(username: object, pattern: str) -> bool:
+    """True if ``username`` fully matches ``pattern`` and has no ``..``."""
+    return (
+        isinstance(username, str)
+        and ".." not in username
+        and re.fullmatch(pattern, username) is not None
+    )
+
+
 class IdentityError(Exception):
     """A lookup failed; the message is shown to the user, so it names the fix."""
 
@@ -90,9 +102,8 @@ class InvalidIdentity(IdentityError):
 class IdentityProvider(LoggingConfigurable):
     """Base class: maps a username to an :class:`Identity`.
 
-    Subclasses implement :meth:`lookup_sync` (and optionally
-    :meth:`group_members_sync`). Those run in a small thread pool with a
-    timeout, so a slow directory never blocks the hub's event loop.
+    Subclasses implement :meth:`lookup_sync`. It runs in a small thread pool
+    with a timeout, so a slow directory never blocks the hub's event loop.
     """
 
     #: Short human name of the backend, used in error messages.
@@ -125,14 +136,14 @@ class IdentityProvider(LoggingConfigurable):
     ).tag(config=True)
 
     username_pattern = Unicode(
-        r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        DEFAULT_USERNAME_PATTERN,
         help="""Regular expression every username must match before it is
         looked up or used in a path. The default allows lowercase
         institutional account names such as ``darstr1`` or ``first.last``.""",
     ).tag(config=True)
 
     min_uid = Int(
-        1000,
+        DEFAULT_MIN_UID,
         help="""Smallest uid a notebook server may run as. Identities below it
         (system accounts, root) are refused.""",
     ).tag(config=True)
@@ -140,7 +151,6 @@ class IdentityProvider(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._cache: dict[str, tuple[Identity, float]] = {}
-        self._group_cache: dict[str, tuple[frozenset[str], float]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
         self._pool: ThreadPoolExecutor | None = None
 
@@ -153,17 +163,9 @@ class IdentityProvider(LoggingConfigurable):
         """
         raise NotImplementedError
 
-    def group_members_sync(self, group: str) -> set[str]:
-        """Blocking lookup of a group's member usernames (empty if unknown)."""
-        return set()
-
     # --- public async API ----------------------------------------------------
     def validate_username(self, username: str) -> str:
-        if (
-            not isinstance(username, str)
-            or ".." in username
-            or not re.fullmatch(self.username_pattern, username)
-        ):
+        if not username_ok(username, self.username_pattern):
             raise InvalidUsername(
                 f"Username {username!r} is not a valid institutional account "
                 "name. Log out and log in again with your lowercase university "
@@ -202,25 +204,6 @@ class IdentityProvider(LoggingConfigurable):
         self._inflight.pop(username, None)
         if not task.cancelled():
             task.exception()  # mark retrieved even if every waiter went away
-
-    async def group_members(self, group: str) -> frozenset[str]:
-        """Member usernames of a directory group, cached like identities."""
-        hit = self._group_cache.get(group)
-        if hit and time.monotonic() - hit[1] < self.cache_ttl:
-            return hit[0]
-        try:
-            members = frozenset(await self._in_thread(self.group_members_sync, group))
-        except (TimeoutError, OSError) as e:
-            if hit:
-                self.log.warning("Using stale members of group %s: %s", group, e)
-                return hit[0]
-            raise IdentityUnavailable(
-                f"Could not read group {group} from {self.source_name} within "
-                f"{self.lookup_timeout:g} s. Try again shortly; if it persists, "
-                "the hub operator should check the directory connection."
-            ) from e
-        self._group_cache[group] = (members, time.monotonic())
-        return members
 
     # --- internals -----------------------------------------------------------
     def _observe(self, started: float, outcome: str) -> None:

@@ -12,19 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import escape_rdn, parse_dn
+from ldap3.utils.dn import parse_dn
 from traitlets import Bool, Enum, Float, List, TraitError, Unicode, validate
 
 from . import ldap_connection
 from .base import Identity, IdentityProvider, InvalidIdentity
 from .ldap_connection import (
-    _RESULT_NO_SUCH_OBJECT,
-    _RESULT_SUCCESS,
-    _all,
-    _filter,
-    _first,
-    _unescape_dn_value,
+    all_values,
+    fill_filter,
+    first_value,
+    unescape_dn_value,
 )
 
 
@@ -194,21 +191,6 @@ class LDAPIdentity(IdentityProvider):
         name used in course rules.""",
     ).tag(config=True)
 
-    group_object_filter = Unicode(
-        "(|(objectClass=posixGroup)(objectClass=groupOfNames)"
-        "(objectClass=groupOfUniqueNames)(objectClass=group))",
-        help="""Filter matching group entries, combined with
-        ``group_name_attribute`` to find one group by name when listing its
-        members.""",
-    ).tag(config=True)
-
-    group_dn_template = Unicode(
-        "",
-        help="""In ``memberOf`` mode, the DN of a group from its name, e.g.
-        ``cn={group},ou=groups,dc=example,dc=org``. Saves one search when
-        listing members; empty searches ``group_search_base`` instead.""",
-    ).tag(config=True)
-
     @validate("server_urls")
     def _check_urls(self, proposal):
         for url in proposal["value"]:
@@ -300,7 +282,7 @@ class LDAPIdentity(IdentityProvider):
         entries = self._search(
             conn,
             self.user_search_base,
-            _filter(self.user_search_filter, username=username),
+            fill_filter(self.user_search_filter, username=username),
             attributes,
             size_limit=2,
         )
@@ -322,7 +304,7 @@ class LDAPIdentity(IdentityProvider):
             numbers = {}
             for key, attr in (("uid", self.uid_attribute), ("gid", self.gid_attribute)):
                 try:
-                    numbers[key] = int(_first(attrs, attr))
+                    numbers[key] = int(first_value(attrs, attr))
                 except ValueError:
                     raise InvalidIdentity(
                         f"User {username} has no numeric {attr} in "
@@ -333,9 +315,10 @@ class LDAPIdentity(IdentityProvider):
                 username=username,
                 uid=numbers["uid"],
                 gid=numbers["gid"],
-                home=_first(attrs, self.home_attribute),
-                name=_first(attrs, self.name_attribute) or _first(attrs, "cn"),
-                email=_first(attrs, self.email_attribute),
+                home=first_value(attrs, self.home_attribute),
+                name=first_value(attrs, self.name_attribute)
+                or first_value(attrs, "cn"),
+                email=first_value(attrs, self.email_attribute),
                 groups=frozenset(self._user_groups(conn, username, entry)),
             )
 
@@ -348,79 +331,25 @@ class LDAPIdentity(IdentityProvider):
             return None
         if attr.lower() != self.group_name_attribute.lower():
             return None
-        return _unescape_dn_value(value)
+        return unescape_dn_value(value)
 
     def _user_groups(self, conn, username: str, entry: dict[str, Any]) -> set[str]:
         if self.group_membership == "memberOf":
             names = (
-                self._group_name(dn) for dn in _all(entry["attributes"], "memberOf")
+                self._group_name(dn)
+                for dn in all_values(entry["attributes"], "memberOf")
             )
             return {n for n in names if n}
         groups = self._search(
             conn,
             self.group_search_base or self.user_search_base,
-            _filter(self.group_search_filter, username=username, user_dn=entry["dn"]),
+            fill_filter(
+                self.group_search_filter, username=username, user_dn=entry["dn"]
+            ),
             [self.group_name_attribute],
         )
         return {
             name
             for g in groups
-            if (name := _first(g["attributes"], self.group_name_attribute))
-        }
-
-    def group_members_sync(self, group: str) -> set[str]:
-        with self.service_connection() as conn:
-            if self.group_membership == "memberOf":
-                return self._members_by_memberof(conn, group)
-            entry = self._find_group(conn, group, ["memberUid", "member"])
-            if entry is None:
-                return set()
-            members = set(_all(entry["attributes"], "memberUid"))
-            # member DNs like uid=alice,ou=people,... name the user directly.
-            for dn in _all(entry["attributes"], "member"):
-                with contextlib.suppress(LDAPException, IndexError):
-                    attr, value, _ = parse_dn(dn)[0]
-                    if attr.lower() == self.username_attribute.lower():
-                        members.add(_unescape_dn_value(value))
-            return members
-
-    def _find_group(self, conn, group: str, attributes: list[str]):
-        entries = self._search(
-            conn,
-            self.group_search_base or self.user_search_base,
-            f"(&{self.group_object_filter}"
-            f"({self.group_name_attribute}={escape_filter_chars(group)}))",
-            attributes,
-        )
-        return entries[0] if entries else None
-
-    def _members_by_memberof(self, conn, group: str) -> set[str]:
-        if self.group_dn_template:
-            group_dn = self.group_dn_template.format(group=escape_rdn(group))
-        else:
-            entry = self._find_group(conn, group, [self.group_name_attribute])
-            if entry is None:
-                return set()
-            group_dn = entry["dn"]
-        # "{username}" -> "*" turns the user filter into "any user" (a
-        # presence match), so members are found with the same object rules.
-        any_user = self.user_search_filter.format(username="*")
-        results = conn.extend.standard.paged_search(
-            self.user_search_base,
-            f"(&{any_user}(memberOf={escape_filter_chars(group_dn)}))",
-            attributes=[self.username_attribute],
-            paged_size=500,
-            generator=False,
-        )
-        code = conn.result.get("result")
-        if code not in (_RESULT_SUCCESS, _RESULT_NO_SUCH_OBJECT):
-            raise ConnectionError(
-                f"LDAP search for members of {group!r} failed: "
-                f"{conn.result.get('description')} {conn.result.get('message')}"
-            )
-        return {
-            name
-            for r in results or ()
-            if r.get("type") == "searchResEntry"
-            and (name := _first(r["attributes"], self.username_attribute))
+            if (name := first_value(g["attributes"], self.group_name_attribute))
         }

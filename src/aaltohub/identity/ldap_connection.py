@@ -39,12 +39,12 @@ _UNREACHABLE = (
     OSError,
 )
 
-_RESULT_SUCCESS = 0
-_RESULT_SIZE_LIMIT = 4
-_RESULT_NO_SUCH_OBJECT = 32
+RESULT_SUCCESS = 0
+RESULT_SIZE_LIMIT = 4
+RESULT_NO_SUCH_OBJECT = 32
 
 
-def _first(attrs: dict[str, Any], name: str) -> str:
+def first_value(attrs: dict[str, Any], name: str) -> str:
     """First value of an attribute as text ('' if absent); ldap3 gives lists
     or scalars depending on schema knowledge, so accept both."""
     value = attrs.get(name)
@@ -57,7 +57,7 @@ def _first(attrs: dict[str, Any], name: str) -> str:
     return str(value)
 
 
-def _all(attrs: dict[str, Any], name: str) -> list[str]:
+def all_values(attrs: dict[str, Any], name: str) -> list[str]:
     value = attrs.get(name)
     if value is None:
         return []
@@ -68,7 +68,7 @@ def _all(attrs: dict[str, Any], name: str) -> list[str]:
     ]
 
 
-def _unescape_dn_value(value: str) -> str:
+def unescape_dn_value(value: str) -> str:
     """Undo RFC 4514 escaping (``\\,`` and ``\\c3\\a4``) in one RDN value."""
     out = bytearray()
     for m in re.finditer(r"\\([0-9a-fA-F]{2})|\\(.)|([^\\]+)", value, re.S):
@@ -80,7 +80,7 @@ def _unescape_dn_value(value: str) -> str:
     return out.decode("utf-8", errors="replace")
 
 
-def _filter(template: str, **values: str) -> str:
+def fill_filter(template: str, **values: str) -> str:
     """Fill a filter template; every value is escaped so it cannot change the
     filter's structure (``*)(uid=*`` stays a literal string)."""
     return template.format(**{k: escape_filter_chars(v) for k, v in values.items()})
@@ -201,10 +201,10 @@ def search(
         size_limit=size_limit,
     )
     code = conn.result.get("result")
-    if code == _RESULT_NO_SUCH_OBJECT:
+    if code == RESULT_NO_SUCH_OBJECT:
         log.warning("LDAP search base %r does not exist", base)
         return []
-    if code not in (_RESULT_SUCCESS, _RESULT_SIZE_LIMIT):
+    if code not in (RESULT_SUCCESS, RESULT_SIZE_LIMIT):
         raise ConnectionError(
             f"LDAP search under {base!r} failed: "
             f"{conn.result.get('description')} {conn.result.get('message')}"

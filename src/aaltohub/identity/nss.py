@@ -65,9 +65,3 @@ class NSSIdentity(IdentityProvider):
             else "",
             groups=frozenset(groups),
         )
-
-    def group_members_sync(self, group: str) -> set[str]:
-        try:
-            return set(grp.getgrnam(group).gr_mem)
-        except KeyError:
-            return set()

@@ -92,6 +92,3 @@ class StaticIdentity(IdentityProvider):
 
     def lookup_sync(self, username: str) -> Identity | None:
         return self._load().get(username)
-
-    def group_members_sync(self, group: str) -> set[str]:
-        return {u.username for u in self._load().values() if group in u.groups}

@@ -2,7 +2,9 @@
 
 ``CourseProfilesMixin`` gives any non-Kubernetes Spawner the same catalog,
 access rules and hooks as CourseSpawner (through CourseSpawnMixin): the
-options form, its strict parsing, and the authorized plan for ``start()``.
+options form and its strict parsing. ``start()`` then calls
+:meth:`~aaltohub.spawn.CourseSpawnMixin.plan_spawn`, which authorizes,
+plans and calls the spawner's ``apply_plan``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import re
 
 from traitlets import default
 
-from ..course import Course
-from ..plan import SpawnPlan
 from ..spawn import CourseSpawnMixin, user_error
 
 PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,120}$")
@@ -57,8 +57,9 @@ class CourseProfilesMixin(CourseSpawnMixin):
     Put it first in the bases of any Spawner (``class
     CourseDockerSpawner(CourseProfilesMixin, DockerSpawner)``): it renders
     the options form from the same profile list as CourseSpawner, reads it
-    strictly (HTTP 400), checks access (HTTP 403, in CourseSpawnMixin), and
-    :meth:`course_plan` gives ``start()`` the authorized plan to apply.
+    strictly (HTTP 400) and checks access (HTTP 403, in CourseSpawnMixin).
+    Its ``start()`` calls ``await self.plan_spawn()`` and implements
+    ``apply_plan`` for its backend.
     """
 
     @default("options_form")
@@ -95,22 +96,6 @@ class CourseProfilesMixin(CourseSpawnMixin):
                 " the page and pick one of the listed course environments.",
             )
         return {"profile": values[0]}
-
-    async def run_auth_state_hook(self, auth_state):
-        self.remember_auth_state(auth_state)
-        await super().run_auth_state_hook(auth_state)
-
-    def _resource_defaults(self) -> dict:
-        names = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
-        return {n: getattr(self, n, None) for n in names}
-
-    async def course_plan(self) -> tuple[Course | None, str, SpawnPlan]:
-        """Authorize ``user_options`` again (API spawns skip the form) and
-        build the plan: what every ``start()`` does first."""
-        profile = await self.effective_profile((self.user_options or {}).get("profile"))
-        course, role = await self.authorize(profile)
-        plan = await self.build_plan(course, role, self._resource_defaults())
-        return course, role, plan
 
 
 def _options_applied_in_start(spawner, user_options):

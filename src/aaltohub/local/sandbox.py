@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -184,23 +186,27 @@ def read_status(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace").strip()
 
 
-_WORKS: bool | None = None
+@functools.cache
+def namespaces_supported() -> bool:
+    """Whether servers can be sandboxed here: the process is root and a
+    private mount namespace can be made (probed once, in a child).
+
+    The one capability check: the local spawner, the demo and the tests
+    all ask this.
+    """
+    if os.geteuid() != 0:
+        return False
+    probe = [sys.executable, "-m", MODULE, "--probe"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 async def namespaces_work() -> bool:
-    """Whether a private mount namespace can be made here (probed once)."""
-    global _WORKS
-    if _WORKS is None:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            MODULE,
-            "--probe",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        _WORKS = await proc.wait() == 0
-    return _WORKS
+    """:func:`namespaces_supported`, without blocking the event loop."""
+    return await asyncio.to_thread(namespaces_supported)
 
 
 # --- running it (in the child, as root) ----------------------------------------------

@@ -97,35 +97,9 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
 
     async def start(self):
         self._launch = None
-        course, role, plan = await self.course_plan()
-        identity = await self.get_identity()
-        mode = await self._isolation_mode()
-        if not self.storage_root or not self.servers_dir:
-            raise user_error(
-                500,
-                "The hub is misconfigured: LocalCourseSpawner.storage_root and"
-                " servers_dir must be set.",
-            )
-        try:
-            launch = await asyncio.to_thread(self._prepare, plan, identity, mode)
-        except (OSError, ValueError) as e:
-            self.log.error(
-                "spawn user=%s action=prepare outcome=failed: %s", self._uname, e
-            )
-            raise user_error(
-                500,
-                f"Your server's storage could not be prepared: {e}. Ask the hub"
-                " operator to check the storage directories.",
-            ) from e
-        self._launch = launch
-        self._course_state = {
-            "course": course.slug if course else None,
-            "role": role,
-            "isolation": mode,
-            "server_dir": launch.server_dir,
-            "cull_inactive_timeout": plan.cull_inactive_timeout,
-            "cull_max_age": plan.cull_max_age,
-        }
+        await self.plan_spawn()  # authorize, plan, apply_plan below
+        launch = self._launch
+        record = self.server_record
         if self.port == 0:
             self.port = random_port()
         env = self.get_env()
@@ -147,11 +121,11 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
 
         self.log.info(
             "spawn user=%s server=%s course=%s role=%s isolation=%s action=start",
-            self._uname,
+            self.user.name,
             self.name or "-",
-            self._course_state["course"] or "-",
-            role,
-            mode,
+            record.course or "-",
+            record.role,
+            record.backend["isolation"],
         )
         # Popen only forks and execs; the server's own start-up happens in
         # the child, so this does not hold up the event loop.
@@ -181,9 +155,34 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
                 )
         return (self.ip or "127.0.0.1", self.port)
 
+    async def apply_plan(self, plan, course, role) -> dict:
+        """Prepare the server's view of the storage (in a thread)."""
+        identity = await self.get_identity()
+        mode = await self._isolation_mode()
+        if not self.storage_root or not self.servers_dir:
+            raise user_error(
+                500,
+                "The hub is misconfigured: LocalCourseSpawner.storage_root and"
+                " servers_dir must be set.",
+            )
+        try:
+            launch = await asyncio.to_thread(self._prepare, plan, identity, mode)
+        except (OSError, ValueError) as e:
+            self.log.error(
+                "spawn user=%s action=prepare outcome=failed: %s", self.user.name, e
+            )
+            raise user_error(
+                500,
+                f"Your server's storage could not be prepared: {e}. Ask the hub"
+                " operator to check the storage directories.",
+            ) from e
+        self._launch = launch
+        return {"isolation": mode, "server_dir": launch.server_dir}
+
     async def stop(self, now=False):
         # poll() clears the state once the process is gone: remember first.
-        server_dir = self._course_state.get("server_dir")
+        record = self.server_record
+        server_dir = record.backend.get("server_dir") if record else None
         await super().stop(now)
         if server_dir and await self.poll() is not None:
             await asyncio.to_thread(views.remove_view, server_dir, self.servers_dir)
@@ -221,7 +220,6 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
     def clear_state(self):
         super().clear_state()
         self._launch = None
-        self._course_state = {}
 
     # --- applying the plan (in a thread: file system work) ---------------------------
     async def _isolation_mode(self) -> str:

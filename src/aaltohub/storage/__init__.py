@@ -2,14 +2,14 @@
 
 Nothing here imports JupyterHub; the hub reaches it through the spawn hooks
 (:mod:`aaltohub.hooks.provision`, :mod:`aaltohub.hooks.quota`), the
-:mod:`aaltohub.quota_web` page warnings and the ``aaltohub course`` and
+:mod:`aaltohub.web.quota` page warnings and the ``aaltohub course`` and
 ``aaltohub quota`` commands.
 """
 
 from __future__ import annotations
 
-from ..shared import shared as _shared
-from .layout import Entry, LayoutError, StorageLayout, TreeRule, UnsafePath
+from .layout import Entry, LayoutError, StorageLayout, TreeRule
+from .paths import StoragePaths, UnsafePath
 from .quota import (
     NoQuota,
     QuotaSource,
@@ -25,16 +25,6 @@ from .user_dirs import (
     RemoteCommandHomeProvisioner,
 )
 
-
-def shared(cls, config):
-    """One instance of ``cls`` per hub config (see :mod:`aaltohub.shared`).
-
-    Spawn hooks hold no state; their quota source and provisioner keep
-    caches (parsed reports, homes known to exist), so those are shared.
-    """
-    return _shared(cls, config, lambda: cls(config=config))
-
-
 __all__ = [
     "Entry",
     "HomeProvisioner",
@@ -48,8 +38,8 @@ __all__ = [
     "ReportFileQuota",
     "StatvfsQuota",
     "StorageLayout",
+    "StoragePaths",
     "TreeRule",
     "UnsafePath",
     "Usage",
-    "shared",
 ]

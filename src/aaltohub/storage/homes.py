@@ -2,8 +2,8 @@
 
 Owns what the hub-side provisioners (:mod:`.user_dirs`) and the ssh
 forced-command helper on the storage host (:mod:`.storage_helper`) share:
-the checks on username, uid and gid, rendering the home sub-path, the
-``ensure-home`` verb, :class:`ProvisionError` and :func:`make_home`, which
+the checks on username, uid and gid, the ``ensure-home`` verb,
+:class:`ProvisionError` and :func:`make_home`, which
 creates ``root/rel`` under a temporary name and renames it into place
 without following symlinks. It imports neither of those modules.
 """
@@ -18,19 +18,12 @@ import os
 import secrets
 import stat
 
-from ..identity.base import IdentityProvider, InvalidUsername
-from .layout import render, safe_relpath
+from ..identity.base import username_ok
+from .paths import safe_relpath
 
-DEFAULT_SUB_PATH = "u/{uid_last2digits}/{username}"
 HELPER_VERB = "ensure-home"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to chown; never a real id
-
-
-def _identity_default(name: str):
-    # One definition of what a valid username and uid are: the identity
-    # provider's. Deployers who change it there should change it here too.
-    return IdentityProvider.class_traits()[name].default_value
 
 
 class ProvisionError(Exception):
@@ -57,12 +50,11 @@ def check_username(username: str, pattern: str) -> str:
         or len(username.encode()) > 255
     ):
         raise ValueError(f"username {username!r} cannot be a directory name")
-    try:
-        return IdentityProvider(username_pattern=pattern).validate_username(username)
-    except InvalidUsername:
+    if not username_ok(username, pattern):
         raise ValueError(
             f"username {username!r} does not match the allowed pattern {pattern!r}"
-        ) from None
+        )
+    return username
 
 
 def check_ids(uid: int, gid: int, min_uid: int, min_gid: int = 1) -> None:
@@ -73,12 +65,6 @@ def check_ids(uid: int, gid: int, min_uid: int, min_gid: int = 1) -> None:
             raise ValueError(
                 f"{what} {value} is outside the allowed range {low}..{_MAX_ID}"
             )
-
-
-def home_sub_path(template: str, username: str, uid: int) -> str:
-    """Render the home template into a checked relative path."""
-    uid2 = f"{uid % 100:02d}"
-    return render(template, username=username, uid=uid, uid_last2digits=uid2)
 
 
 # --- making a home (blocking; in a thread on the hub, directly in the helper) ---

@@ -6,8 +6,9 @@ owner and group it must have, and the rules for what may live inside it.
 ``course_dirs`` creates, checks and repairs storage from that list; nothing
 else in the project decides course modes.
 
-Paths use the same sub-path templates as :class:`CourseMountsHook`, so what
-the CLI creates is what the servers mount::
+Paths come from :class:`~aaltohub.storage.paths.StoragePaths`, the same
+object the spawn hooks use, so what the CLI creates is what the servers
+mount::
 
     course/<dir>/                 0755  course uid : course gid
     course/<dir>/files            2770  (instructors only)
@@ -27,10 +28,12 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, replace
 
-from traitlets import Int, Unicode, default
+from traitlets import Instance, Int, default
 from traitlets.config import Configurable
 
 from ..course import Course
+from ..shared import shared_instance
+from .paths import StoragePaths
 
 # nbgrader's own modes for a group-shared exchange (CourseDirectory.groupshared,
 # which NbgraderHook sets), from nbgrader/exchange/default/release_*.py:
@@ -48,10 +51,6 @@ OTHER_WRITE = 0o002
 
 class LayoutError(ValueError):
     """The course cannot be laid out; str() names the course and the fix."""
-
-
-class UnsafePath(ValueError):
-    """A rendered path could leave the storage root."""
 
 
 @dataclass(frozen=True)
@@ -89,45 +88,6 @@ class Entry:
     @property
     def depth(self) -> int:
         return self.path.count("/")
-
-
-def safe_relpath(path: str) -> str:
-    """Return ``path`` if it is a clean relative path, else raise UnsafePath.
-
-    The storage side checks again, independently of the hooks: the CLI and
-    the storage helper run without the hub, on hosts where a bad path would
-    be written as root.
-    """
-    parts = path.split("/")
-    if (
-        not path
-        or path.startswith("/")
-        or "\0" in path
-        or any(p in ("", ".", "..") or len(p.encode()) > 255 for p in parts)
-        or posixpath.normpath(path) != path
-    ):
-        raise UnsafePath(
-            f"refusing storage path {path!r}: it must be relative,"
-            " without '..', empty parts or NUL"
-        )
-    return path
-
-
-def render(template: str, **fields) -> str:
-    """Fill a sub-path template and check the result with safe_relpath."""
-    try:
-        path = template.format(**fields)
-    except (KeyError, IndexError, ValueError) as e:
-        raise UnsafePath(f"template {template!r} cannot be filled: {e}") from None
-    return safe_relpath(path.rstrip("/"))
-
-
-def _mount_template(config, name: str) -> str:
-    # The hooks own the sub-path templates; read them (and any override in
-    # the same config) instead of keeping a second copy here.
-    from ..hooks.course_mounts import CourseMountsHook
-
-    return getattr(CourseMountsHook(config=config), name)
 
 
 class StorageLayout(Configurable):
@@ -171,27 +131,15 @@ class StorageLayout(Configurable):
         for group or world write access.""",
     ).tag(config=True)
 
-    files_sub_path = Unicode(
-        help="Storage path of a course's files; default: CourseMountsHook's."
-    ).tag(config=True)
-    data_sub_path = Unicode(
-        help="Storage path of a course's data; default: CourseMountsHook's."
-    ).tag(config=True)
-    exchange_sub_path = Unicode(
-        help="Storage path of a course's exchange; default: CourseMountsHook's."
-    ).tag(config=True)
+    paths = Instance(
+        StoragePaths,
+        help="""Where the course's directories are (not configured here: the
+        hub's ``c.StoragePaths``, shared with the spawn hooks).""",
+    )
 
-    @default("files_sub_path")
-    def _files_default(self):
-        return _mount_template(self.config, "files_sub_path")
-
-    @default("data_sub_path")
-    def _data_default(self):
-        return _mount_template(self.config, "data_sub_path")
-
-    @default("exchange_sub_path")
-    def _exchange_default(self):
-        return _mount_template(self.config, "exchange_sub_path")
+    @default("paths")
+    def _paths_default(self):
+        return shared_instance(StoragePaths, self.config)
 
     # --- the pure part ---------------------------------------------------------
     def needs_storage(self, course: Course) -> bool:
@@ -207,7 +155,6 @@ class StorageLayout(Configurable):
                 f" files cannot be group-shared; add 'gid: <number>' to"
                 f" {course.source or course.slug + '.yaml'}"
             )
-        fields = dict(course=course.slug, coursedir_slug=course.directory)
         uid = self.course_uid
         gid = course.gid if course.gid is not None else 0
         ro = WRITE_BITS if course.archive else 0
@@ -238,7 +185,7 @@ class StorageLayout(Configurable):
                 add(Entry(base, self.base_mode & ~ro, uid, gid, "course-base"))
 
         if course.has_instructor_mode:
-            files = render(self.files_sub_path, **fields)
+            files = self.paths.course_files(course)
             add_base(files)
             add(
                 Entry(
@@ -257,7 +204,7 @@ class StorageLayout(Configurable):
                 )
             )
         if course.datadir:
-            data = render(self.data_sub_path, **fields)
+            data = self.paths.course_data(course)
             add_base(data)
             if course.datadir_readwrite:
                 mode, forbid, why = self.data_readwrite_mode, ro, "writable by all"
@@ -281,7 +228,7 @@ class StorageLayout(Configurable):
                 )
             )
         if course.has_instructor_mode:
-            root = render(self.exchange_sub_path, **fields)
+            root = self.paths.exchange(course)
             course_dir = f"{root}/{course.slug}"
             shared = TreeRule(
                 forbid=OTHER_WRITE | ro,

@@ -26,11 +26,14 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from traitlets import Enum, Float, Unicode, default
+from traitlets import Enum, Float, TraitError, Type, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from ..course import Course
+from ..course import COURSE_GROUP_TEMPLATE, Course
+from ..deprecation import adopt_moved_options
 from ..identity.base import Identity
+from ..shared import shared_instance
+from .paths import uid_last2digits
 from .quota_reports import (
     KIB,
     ReportFormatError,
@@ -42,9 +45,12 @@ from .quota_reports import (
 )
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "FREE_SPACE_HELP",
     "KIB",
+    "STALE_REPORT_AFTER",
     "NoQuota",
+    "QuotaPolicy",
     "QuotaSource",
     "ReportFileQuota",
     "ReportFormatError",
@@ -57,6 +63,13 @@ __all__ = [
     "parse_xfs_quota",
     "warning_message",
 ]
+
+#: Warn from this fraction of the quota (0.9 = 90 %). One unit everywhere:
+#: the spawn hook, the hub's pages and ``aaltohub quota report``.
+DEFAULT_THRESHOLD = 0.9
+#: A quota report older than this (seconds) is stale: the storage side has
+#: probably stopped writing it.
+STALE_REPORT_AFTER = 2 * 86400.0
 
 FREE_SPACE_HELP = (
     "To free space, start your server (that still works), open a terminal and"
@@ -101,8 +114,9 @@ class QuotaSource(LoggingConfigurable):
         hub's pages after a restart). Sources that need a uid return None."""
         return None
 
-    async def course_usage(self, course: Course) -> Usage | None:
-        """Usage of a course's directories (group or project quota)."""
+    async def course_usage(self, course: Course, group: str = "") -> Usage | None:
+        """Usage of a course's directories (group or project quota).
+        ``group`` is the course group's name as the hub knows it."""
         return None
 
     async def all_usage(self, kind: str = "user") -> dict[str, Usage]:
@@ -112,6 +126,64 @@ class QuotaSource(LoggingConfigurable):
 
 class NoQuota(QuotaSource):
     """No quota information: nobody is warned."""
+
+
+class QuotaPolicy(LoggingConfigurable):
+    """Who is warned about their quota, from what source, and how to fix it.
+
+    The one place these are configured: the spawn hook
+    (:class:`aaltohub.hooks.quota.QuotaHook`), the warnings on the hub's
+    pages (:mod:`aaltohub.web.quota`) and the admin report all read them
+    from here.
+    """
+
+    source_class = Type(
+        "aaltohub.storage.quota.NoQuota",
+        klass=QuotaSource,
+        help="""Where usage comes from: ``aaltohub.storage.ReportFileQuota``
+        (a repquota / xfs_quota report file), ``aaltohub.storage.StatvfsQuota``
+        (per-user volumes) or ``aaltohub.storage.NoQuota`` (nobody is warned).""",
+    ).tag(config=True)
+
+    threshold = Float(
+        DEFAULT_THRESHOLD,
+        help="Fraction of the quota (0.9 = 90 %) from which users are warned.",
+    ).tag(config=True)
+
+    free_space_help = Unicode(
+        FREE_SPACE_HELP,
+        help="How to free space, in the words of your site; shown with warnings.",
+    ).tag(config=True)
+
+    MOVED = {
+        ("QuotaHook", "source_class"): "source_class",
+        ("QuotaHook", "threshold"): "threshold",
+        ("QuotaHook", "free_space_help"): "free_space_help",
+        ("QuotaWarnings", "source_class"): "source_class",
+        ("QuotaWarnings", "threshold"): "threshold",
+        ("QuotaWarnings", "free_space_help"): "free_space_help",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        adopt_moved_options(self, self.MOVED)
+
+    @validate("threshold")
+    def _valid_threshold(self, proposal):
+        if not 0 < proposal.value <= 1:
+            raise TraitError(
+                f"c.QuotaPolicy.threshold = {proposal.value!r}: give a fraction"
+                " of the quota between 0 and 1, e.g. 0.9 for 90 %"
+            )
+        return proposal.value
+
+    @property
+    def source(self) -> QuotaSource:
+        """The configured source, one per hub config (it keeps caches)."""
+        return shared_instance(self.source_class, self.config)
+
+    def warns(self, usage: Usage | None) -> bool:
+        return usage is not None and usage.over_threshold(self.threshold)
 
 
 class ReportFileQuota(QuotaSource):
@@ -153,16 +225,12 @@ class ReportFileQuota(QuotaSource):
     ).tag(config=True)
 
     course_name_template = Unicode(
+        "{group}",
         help="""Name of a course's group or project in the report. Fields:
-        ``{slug}``, ``{coursedir_slug}``, ``{gid}``. Default: the course
-        group name, ``c.CourseCatalog.instructor_group_template``.""",
+        ``{group}`` (the course group's name as the hub knows it, from
+        ``c.CourseCatalog.instructor_group_template``), ``{slug}``,
+        ``{coursedir_slug}`` and ``{gid}``.""",
     ).tag(config=True)
-
-    @default("course_name_template")
-    def _course_name_template_default(self):
-        from ..catalog import CourseCatalog
-
-        return CourseCatalog(config=self.config).instructor_group_template
 
     check_interval = Float(
         30.0,
@@ -171,7 +239,7 @@ class ReportFileQuota(QuotaSource):
     ).tag(config=True)
 
     max_age = Float(
-        2 * 86400.0,
+        STALE_REPORT_AFTER,
         help="""Ignore a report older than this many seconds (the storage
         side stopped writing it) rather than warn on stale numbers.
         0: never too old.""",
@@ -264,11 +332,14 @@ class ReportFileQuota(QuotaSource):
     async def usage_for_name(self, username: str) -> Usage | None:
         return self._pick(await self._index(self.user_report), "user", (username,))
 
-    async def course_usage(self, course: Course) -> Usage | None:
+    async def course_usage(self, course: Course, group: str = "") -> Usage | None:
         index = await self._index(self.course_report or self.user_report)
         names = [
             self.course_name_template.format(
-                slug=course.slug, coursedir_slug=course.directory, gid=course.gid
+                group=group or COURSE_GROUP_TEMPLATE.format(slug=course.slug),
+                slug=course.slug,
+                coursedir_slug=course.directory,
+                gid=course.gid,
             )
         ]
         if self.course_kind == "group" and course.gid is not None:
@@ -347,11 +418,11 @@ class StatvfsQuota(QuotaSource):
             self.path_template.format(
                 username=identity.username,
                 uid=identity.uid,
-                uid_last2digits=identity.uid_last2digits,
+                uid_last2digits=uid_last2digits(identity.uid),
             )
         )
 
-    async def course_usage(self, course: Course) -> Usage | None:
+    async def course_usage(self, course: Course, group: str = "") -> Usage | None:
         if not self.course_path_template:
             return None
         return await self._usage(

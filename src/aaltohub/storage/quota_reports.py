@@ -35,7 +35,7 @@ class Usage:
     def percent(self) -> float | None:
         return 100.0 * self.used / self.limit if self.limit else None
 
-    def over_threshold(self, threshold: float = 0.9) -> bool:
+    def over_threshold(self, threshold: float) -> bool:
         """At or above ``threshold`` (a fraction, 0.9 = 90 %) of the limit."""
         return bool(self.limit) and self.used >= threshold * self.limit
 

@@ -13,16 +13,9 @@ import os
 import re
 import sys
 
-from .homes import (
-    DEFAULT_SUB_PATH,
-    HELPER_VERB,
-    ProvisionError,
-    _identity_default,
-    check_ids,
-    check_username,
-    home_sub_path,
-    make_home,
-)
+from ..identity.base import DEFAULT_MIN_UID, DEFAULT_USERNAME_PATTERN
+from .homes import HELPER_VERB, ProvisionError, check_ids, check_username, make_home
+from .paths import DEFAULT_HOME_SUB_PATH, UnsafePath, render, user_fields
 
 _COMMAND_CHARS = re.compile(r"^[A-Za-z0-9._ -]{1,300}$")
 _NUMBER = re.compile(r"^[0-9]{1,10}$")
@@ -64,10 +57,14 @@ def helper_main(argv: list[str] | None = None) -> int:
         " makes the user's home below --root.",
     )
     p.add_argument("--root", required=True, help="storage root on this host")
-    p.add_argument("--sub-path", default=DEFAULT_SUB_PATH, help="home template")
-    p.add_argument("--min-uid", type=int, default=_identity_default("min_uid"))
+    p.add_argument(
+        "--sub-path",
+        default=DEFAULT_HOME_SUB_PATH,
+        help="home template, as c.StoragePaths.home_sub_path on the hub",
+    )
+    p.add_argument("--min-uid", type=int, default=DEFAULT_MIN_UID)
     p.add_argument("--min-gid", type=int, default=1)
-    p.add_argument("--username-pattern", default=_identity_default("username_pattern"))
+    p.add_argument("--username-pattern", default=DEFAULT_USERNAME_PATTERN)
     p.add_argument("--mode", type=lambda s: int(s, 8), default=0o700)
     args = p.parse_args(argv)
     command = os.environ.get("SSH_ORIGINAL_COMMAND")
@@ -75,8 +72,8 @@ def helper_main(argv: list[str] | None = None) -> int:
         username, uid, gid = parse_command(
             command, args.username_pattern, args.min_uid, args.min_gid
         )
-        rel = home_sub_path(args.sub_path, username, uid)
-    except ValueError as e:
+        rel = render(args.sub_path, user_fields(username, uid), "--sub-path")
+    except (ValueError, UnsafePath) as e:
         print(f"refused: {e}", file=sys.stderr)
         return 2
     try:

@@ -1,6 +1,6 @@
 """Users' home directories: made before the first server starts.
 
-A home is ``u/{uid_last2digits}/{username}`` on the storage volume, owned by
+A home is ``c.StoragePaths.home_sub_path`` on the storage volume, owned by
 the user's uid and default gid, mode 0700. If nothing creates it, the
 kubelet makes a missing subPath as root and the user's server cannot write
 its own home; so the hub makes it first, through a provisioner:
@@ -28,36 +28,9 @@ import time
 from traitlets import Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..identity.base import Identity
-from .homes import (
-    DEFAULT_SUB_PATH,
-    HELPER_VERB,
-    ProvisionError,
-    _identity_default,
-    check_ids,
-    check_username,
-    home_sub_path,
-    make_home,
-)
-from .layout import UnsafePath, safe_relpath
-from .storage_helper import helper_main, main, parse_command
-
-__all__ = [
-    "DEFAULT_SUB_PATH",
-    "HELPER_VERB",
-    "HomeProvisioner",
-    "LocalHomeProvisioner",
-    "NoHomeProvisioner",
-    "ProvisionError",
-    "RemoteCommandHomeProvisioner",
-    "check_ids",
-    "check_username",
-    "helper_main",
-    "home_sub_path",
-    "main",
-    "make_home",
-    "parse_command",
-]
+from ..identity.base import DEFAULT_MIN_UID, DEFAULT_USERNAME_PATTERN, Identity
+from .homes import HELPER_VERB, ProvisionError, check_ids, check_username, make_home
+from .paths import UnsafePath, safe_relpath
 
 
 # --- provisioners ---
@@ -86,11 +59,11 @@ class HomeProvisioner(LoggingConfigurable):
 
     @default("username_pattern")
     def _pattern_default(self):
-        return _identity_default("username_pattern")
+        return DEFAULT_USERNAME_PATTERN
 
     @default("min_uid")
     def _min_uid_default(self):
-        return _identity_default("min_uid")
+        return DEFAULT_MIN_UID
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

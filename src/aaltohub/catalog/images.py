@@ -18,7 +18,7 @@ import bisect
 import datetime
 from dataclasses import dataclass, field
 
-from .course import CourseError
+from ..course import CourseError
 
 
 @dataclass(frozen=True)

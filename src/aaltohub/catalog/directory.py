@@ -23,9 +23,9 @@ import yaml
 from traitlets import Float, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
-from . import metrics
-from .access import RoleRules, Viewer, visible_roles
-from .course import (
+from .. import metrics
+from ..access import RoleRules, Viewer, visible_roles
+from ..course import (
     COURSE_GROUP_TEMPLATE,
     ROLE_INSTRUCTOR,
     Course,

@@ -1,15 +1,16 @@
 """Per-course idle-cull limits for jupyterhub-idle-culler.
 
 A course's ``cull: {inactive_timeout, max_age}`` is kept in the spawner
-state (``state["aaltohub"]``). jupyterhub-idle-culler passes each server
-model, including its state, to ``IdleCuller.cull_arbiter_hook``; this
-arbiter applies the course's limits there, and the culler's own
+state, in the server's :class:`~aaltohub.servers.ServerRecord`.
+jupyterhub-idle-culler passes each server model, including its state, to
+``IdleCuller.cull_arbiter_hook``; this arbiter applies the course's limits
+there, and the culler's own
 ``--timeout`` / ``--max-age`` to servers without course limits.
 
 In the culler's config file (the service needs the ``admin:server_state``
 scope to see the state)::
 
-    from aaltohub.culling import course_cull_arbiter
+    from aaltohub.ops.culling import course_cull_arbiter
     c.IdleCuller.cull_arbiter_hook = course_cull_arbiter
 """
 
@@ -18,18 +19,17 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from ..servers import ServerRecord
+
 log = logging.getLogger(__name__)
 
 
 def course_limits(server: dict) -> tuple[int | None, int | None]:
     """(inactive_timeout, max_age) in seconds from a server model, or None."""
-    state = (server.get("state") or {}).get("aaltohub") or {}
-    limits = []
-    for key in ("cull_inactive_timeout", "cull_max_age"):
-        value = state.get(key)
-        valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        limits.append(value if valid else None)
-    return limits[0], limits[1]
+    record = ServerRecord.from_state(server.get("state"))
+    if record is None:
+        return None, None
+    return record.cull_inactive_timeout, record.cull_max_age
 
 
 def _age_seconds(server: dict, now: datetime) -> float | None:

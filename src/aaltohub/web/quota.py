@@ -10,10 +10,10 @@ after login already carries the warning.
 
 Enable it in ``jupyterhub_config.py`` with one line::
 
-    import aaltohub.quota_web; aaltohub.quota_web.configure(c)
+    from aaltohub.web import quota; quota.configure(c)
 
-It uses the same quota source and threshold as ``c.QuotaHook`` unless
-``c.QuotaWarnings`` says otherwise.
+The source, threshold and help text are ``c.QuotaPolicy``'s, the same as
+the spawn hook's.
 """
 
 from __future__ import annotations
@@ -24,14 +24,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from traitlets import Float, Type, Unicode, default
+from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
-from .auth import identity_from_auth_state
-from .hooks.quota import QuotaHook
-from .identity.base import Identity
-from .storage import shared
-from .storage.quota import QuotaSource, Usage, human_bytes, warning_message
+from ..auth import identity_from_auth_state
+from ..identity.base import Identity
+from ..shared import shared_instance
+from ..storage.quota import (
+    QuotaPolicy,
+    QuotaSource,
+    Usage,
+    human_bytes,
+    warning_message,
+)
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates" / "quota")
 #: Name of the template variable; custom templates can include
@@ -41,19 +46,6 @@ TEMPLATE_VAR = "aaltohub_quota"
 
 class QuotaWarnings(LoggingConfigurable):
     """Cache of who is near their quota, for the hub's templates."""
-
-    source_class = Type(
-        klass=QuotaSource,
-        help="Quota source for the pages. Default: ``c.QuotaHook.source_class``.",
-    ).tag(config=True)
-
-    threshold = Float(
-        help="Fraction of the quota from which to warn. Default: QuotaHook's.",
-    ).tag(config=True)
-
-    free_space_help = Unicode(
-        help="How to free space, shown under the warning. Default: QuotaHook's.",
-    ).tag(config=True)
 
     refresh_interval = Float(
         300.0,
@@ -66,18 +58,6 @@ class QuotaWarnings(LoggingConfigurable):
         help="Seconds a login waits for the quota source before going on.",
     ).tag(config=True)
 
-    @default("source_class")
-    def _source_default(self):
-        return QuotaHook(config=self.config).source_class
-
-    @default("threshold")
-    def _threshold_default(self):
-        return QuotaHook(config=self.config).threshold
-
-    @default("free_space_help")
-    def _help_default(self):
-        return QuotaHook(config=self.config).free_space_help
-
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._cache: dict[str, tuple[dict | None, float]] = {}
@@ -85,12 +65,16 @@ class QuotaWarnings(LoggingConfigurable):
         self._inflight: dict[str, asyncio.Task] = {}
 
     @property
+    def policy(self) -> QuotaPolicy:
+        return shared_instance(QuotaPolicy, self.config)
+
+    @property
     def source(self) -> QuotaSource:
-        return shared(self.source_class, self.config)
+        return self.policy.source
 
     def describe(self, usage: Usage | None) -> dict[str, Any] | None:
         """What the templates get: None below the threshold."""
-        if usage is None or not usage.over_threshold(self.threshold):
+        if not self.policy.warns(usage):
             return None
         return {
             "percent": round(usage.percent),
@@ -98,7 +82,7 @@ class QuotaWarnings(LoggingConfigurable):
             "limit": human_bytes(usage.limit),
             "over": usage.over_limit,
             "message": warning_message(usage),
-            "help": self.free_space_help,
+            "help": self.policy.free_space_help,
         }
 
     # --- the template variable (sync, cache only) ----------------------------------

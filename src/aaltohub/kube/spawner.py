@@ -16,10 +16,10 @@ from kubespawner import KubeSpawner
 from kubespawner.slugs import multi_slug, safe_slug
 from traitlets import Unicode, default
 
-from .plan import NFS_VOLUME, SpawnPlan
-from .spawn import CourseSpawnMixin
+from ..plan import NFS_VOLUME, SpawnPlan
+from ..spawn import CourseSpawnMixin
+from . import kubespawner_api
 
-_RESOURCE_TRAITS = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
 FILES_VOLUME = "aaltohub-files"
 ANNOTATION_PREFIX = "aaltohub/file."
 
@@ -85,14 +85,9 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
     def clear_state(self):
         self._restore_config()
         self._plan = None
-        self._course_state = {}
         super().clear_state()
 
     # --- the spawn sequence --------------------------------------------------------
-    async def run_auth_state_hook(self, auth_state):
-        self.remember_auth_state(auth_state)
-        await super().run_auth_state_hook(auth_state)
-
     async def run_pre_spawn_hook(self):
         # Checked here as well as in the form, because API spawns skip it.
         profile = (self.user_options or {}).get("profile")
@@ -100,28 +95,22 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
         return await maybe_future(super().run_pre_spawn_hook())
 
     async def load_user_options(self):
-        profile = await self.effective_profile((self.user_options or {}).get("profile"))
-        course, role = await self.authorize(profile)  # again: start() is the last gate
-        await self._load_selected_profile(course, role, profile)
-        defaults = {name: getattr(self, name) for name in _RESOURCE_TRAITS}
-        plan = await self.build_plan(course, role, defaults)
-        self._apply_plan(plan, course.slug if course else None, role)
+        # Inside start(), after JupyterHub's pre-spawn steps: the last gate,
+        # and late enough that profile overrides cannot undo the plan.
+        await self.plan_spawn()
 
-    async def _load_selected_profile(self, course, role, slug) -> None:
+    async def before_plan(self, course, role, profile) -> None:
         """Apply the chosen profile's overrides like KubeSpawner does, but
         from that one profile: listing every course again would make each
         spawn pay for the whole catalog."""
         if not callable(self.profile_list) or self.profile_list != self.course_profiles:
             await super().load_user_options()  # a deployer's own profile_list
             return
-        profile = self.selected_profile(course, role, slug)
-        if profile is None:
-            return
-        profiles = self._get_initialized_profile_list([profile])
-        self._validate_user_options(profiles)
-        self._load_profile(profiles[0]["slug"], profiles)
+        chosen = self.selected_profile(course, role, profile)
+        if chosen is not None:
+            kubespawner_api.apply_profile(self, chosen)
 
-    def _apply_plan(self, plan: SpawnPlan, course: str | None, role: str) -> None:
+    async def apply_plan(self, plan: SpawnPlan, course, role) -> dict:
         self._plan = plan
         self.uid, self.gid = plan.uid, plan.gid
         self.supplemental_gids = list(plan.supplemental_gids)
@@ -133,12 +122,13 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
                     **self.container_security_context,
                     "runAsNonRoot": True,
                 }
-        for name in _RESOURCE_TRAITS:
-            value = getattr(plan.resources, name)
+        for name, value in vars(plan.resources).items():
             if value is not None:
                 setattr(self, name, value)
         if plan.image:
             self.image = plan.image
+        else:
+            plan.image = self.image  # what the record says the server runs
         if plan.default_url:
             self.default_url = plan.default_url
         if plan.working_dir:
@@ -149,17 +139,12 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
             **self.extra_annotations,
             **{_annotation_key(p): _literal(t) for p, t in plan.files.items()},
         }
-        if course:
-            self.pod_name = self._course_pod_name(course)
+        if course is not None:
+            self.pod_name = self._course_pod_name(course.slug)
             self.dns_name = self.dns_name_template.format(
                 namespace=self.namespace, name=self.pod_name
             )
-        self._course_state = {
-            "course": course,
-            "role": role,
-            "cull_inactive_timeout": plan.cull_inactive_timeout,
-            "cull_max_age": plan.cull_max_age,
-        }
+        return {}
 
     def _add_volumes(self, plan: SpawnPlan) -> None:
         volumes = [
@@ -206,7 +191,7 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
         self.volume_mounts = _merge(self.volume_mounts, mounts, "mountPath", True)
 
     def _course_pod_name(self, course: str) -> str:
-        username = self._expand_user_properties("{username}")
+        username = kubespawner_api.expand_user_properties(self, "{username}")
         name = self.pod_name_course_template.format(username=username, course=course)
         if self.name:
             name = f"{name}-{safe_slug(self.name, max_length=20)}"

@@ -19,8 +19,8 @@ import secrets
 from jupyterhub.auth import Authenticator
 from traitlets import Unicode, default
 
-from .auth import IdentityAuthenticatorMixin
-from .identity import InvalidUsername
+from ..auth import IdentityAuthenticatorMixin
+from ..identity import InvalidUsername
 
 SCHEME = "pbkdf2_sha256"
 ITERATIONS = 120_000
@@ -53,13 +53,13 @@ class DemoAuthenticator(IdentityAuthenticatorMixin, Authenticator):
     password_file = Unicode(
         "",
         help="""File holding the shared password's hash, as written by
-        ``aaltohub.demo_auth.hash_password`` (``aaltohub demo`` writes it).
+        ``aaltohub.demo.auth.hash_password`` (``aaltohub demo`` writes it).
         Read at each login, so a restart with a new password takes effect.""",
     ).tag(config=True)
 
     @default("identity_class")
     def _default_identity_class(self):
-        from .identity import StaticIdentity
+        from ..identity import StaticIdentity
 
         return StaticIdentity
 

@@ -3,7 +3,7 @@
 Owns the one edit the command line makes to course files: setting
 ``archive: true`` as a text edit that keeps the author's comments, order
 and quoting (:func:`set_archive_flag`), and replacing the file atomically
-with its mode and owner kept (:func:`_write_atomically`). Used by
+with its mode and owner kept (:func:`write_atomically`). Used by
 ``aaltohub course archive`` (:mod:`aaltohub.commands.course`, which
 re-exports these names).
 """
@@ -58,7 +58,7 @@ def set_archive_flag(text: str) -> str:
     return new
 
 
-def _write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str) -> None:
     st = os.stat(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".archive-", suffix=".yaml")

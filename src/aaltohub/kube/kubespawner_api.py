@@ -1,0 +1,54 @@
+"""The KubeSpawner internals CourseSpawner relies on, and nothing else.
+
+KubeSpawner has no public call for "apply this one profile" or "expand
+``{username}`` like you do"; it has private methods. Every use of them is
+here, so a kubespawner upgrade that changes them breaks one small module,
+and ``tests/test_kubespawner_api.py`` says which name changed.
+
+Tested with kubespawner 7.x (``pyproject.toml`` pins ``<8``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from kubespawner import KubeSpawner
+
+TESTED_MAJOR = 7
+
+#: private method -> the parameters CourseSpawner passes to it.
+REQUIRED = {
+    "_get_initialized_profile_list": ("profile_list",),
+    "_validate_user_options": ("profile_list",),
+    "_load_profile": ("slug", "profile_list"),
+    "_expand_user_properties": ("template",),
+}
+
+
+def incompatibilities(cls: type = KubeSpawner) -> list[str]:
+    """What is missing or changed in ``cls``, in words (empty: all fine)."""
+    problems = []
+    for name, params in REQUIRED.items():
+        method = getattr(cls, name, None)
+        if not callable(method):
+            problems.append(f"KubeSpawner.{name} no longer exists")
+            continue
+        have = list(inspect.signature(method).parameters)[1:]  # without self
+        if have[: len(params)] != list(params):
+            problems.append(
+                f"KubeSpawner.{name} takes {have}, expected {list(params)} first"
+            )
+    return problems
+
+
+def apply_profile(spawner: KubeSpawner, profile: dict) -> None:
+    """Apply one profile's options and overrides as KubeSpawner's own
+    ``load_user_options`` would, without listing every profile."""
+    profiles = spawner._get_initialized_profile_list([profile])
+    spawner._validate_user_options(profiles)
+    spawner._load_profile(profiles[0]["slug"], profiles)
+
+
+def expand_user_properties(spawner: KubeSpawner, template: str) -> str:
+    """``{username}`` and friends, escaped as KubeSpawner names pods."""
+    return spawner._expand_user_properties(template)

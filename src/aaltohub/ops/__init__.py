@@ -1,0 +1,1 @@
+"""Operating the hub: idle culling by course limits, and the spawn probe."""

@@ -1,0 +1,1 @@
+"""The hub's own pages: quota warnings on the home and spawn pages."""
