@@ -36,7 +36,7 @@ CLASSES = [
     "aaltohub.storage:RemoteCommandHomeProvisioner",
     "aaltohub.storage:ReportFileQuota",
     "aaltohub.storage:StatvfsQuota",
-    "aaltohub.storage.quota:QuotaPolicy",
+    "aaltohub.storage.quota_policy:QuotaPolicy",
     "aaltohub.web.quota:QuotaWarnings",
 ]
 

@@ -310,6 +310,25 @@ async def test_course_state_survives_hub_restart(config):
     assert (restarted.course_slug, restarted.course_role) == ("ml-private", "student")
     assert restarted.get_state()["aaltohub"]["cull_inactive_timeout"] == 1800
     assert restarted.pod_name == "jupyter-student1-ml-private"
+    record = restarted.server_record
+    assert (record.image, record.uid) == ("example/notebook:7.0", 1001234)
+    assert record.started  # when the plan was applied
+
+
+async def test_state_written_before_the_record_was_versioned_still_loads(config):
+    # A pod started by the previous release keeps running across the upgrade.
+    old = {
+        "pod_name": "jupyter-student1-ml-private",
+        "aaltohub": {"course": "ml-private", "role": "student", "cull_max_age": 60},
+    }
+    restarted = make_spawner(config, "student1")
+    restarted.load_state(old)
+    assert (restarted.course_slug, restarted.pod_name) == (
+        "ml-private",
+        "jupyter-student1-ml-private",
+    )
+    assert restarted.get_state()["aaltohub"]["version"] == 2
+    assert restarted.get_state()["aaltohub"]["cull_max_age"] == 60
 
 
 # --- files reach the server byte for byte ---------------------------------------

@@ -261,7 +261,7 @@ def test_demo_state_is_laid_out_like_nfs(tmp_path):
     paths = StatePaths(tmp_path / "state")
     info = prepare(paths, "pw")
     assert info["problems"] == []
-    assert sorted(info["courses"].courses) == ["intro", "ml-private", "old"]
+    assert sorted(info["courses"].courses) == ["exam", "intro", "ml-private", "old"]
     s = paths.storage
 
     def mode(rel):

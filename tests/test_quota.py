@@ -235,17 +235,22 @@ async def test_no_quota_knows_nothing():
 
 
 # --- StatvfsQuota ---
-async def test_statvfs_of_a_volume(tmp_path):
+async def test_statvfs_of_a_volume(tmp_path, monkeypatch):
     home = tmp_path / "homes" / "alice"
     home.mkdir(parents=True)
     src = StatvfsQuota(path_template=str(tmp_path / "homes" / "{username}"))
-    usage = await src.usage(ident("alice"))
-    st = os.statvfs(home)
-    assert usage.limit == usage.used + st.f_bavail * st.f_frsize
-    assert 0 < usage.used <= (st.f_blocks - st.f_bfree) * st.f_frsize + 10 * MIB
+    real = await src.usage(ident("alice"))  # the real call, on this host
+    assert 0 < real.used <= real.limit
     assert await src.usage(ident("bob")) is None  # no volume: nothing to say
     assert set(await src.all_usage("user")) == {"alice"}
     assert await StatvfsQuota().usage(ident("alice")) is None
+    # The arithmetic, on fixed numbers (the host's free space keeps moving):
+    # 1000 blocks of 4 KiB, 400 free, 300 of them available to users.
+    fixed = os.statvfs_result((4096, 4096, 1000, 400, 300, 0, 0, 0, 0, 255))
+    monkeypatch.setattr(quota.os, "statvfs", lambda path: fixed)
+    usage = await src.usage(ident("alice"))
+    assert (usage.used, usage.limit) == (600 * 4096, 900 * 4096)
+    assert usage.source == f"statvfs {home}"
 
 
 async def test_statvfs_timeout_does_not_block_the_loop(tmp_path, monkeypatch):

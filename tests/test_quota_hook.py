@@ -19,7 +19,8 @@ from aaltohub.hooks.quota import QuotaHook
 from aaltohub.identity.base import Identity
 from aaltohub.plan import SpawnContext, SpawnPlan
 from aaltohub.storage.paths import StoragePaths
-from aaltohub.storage.quota import QuotaPolicy, QuotaSource, ReportFileQuota
+from aaltohub.storage.quota import QuotaSource, ReportFileQuota
+from aaltohub.storage.quota_policy import QuotaPolicy
 from aaltohub.storage.user_dirs import LocalHomeProvisioner, ProvisionError
 
 DATA = Path(__file__).parent / "data" / "quota"

@@ -106,3 +106,25 @@ def test_the_new_name_wins_over_the_old_one():
     c.HomeHook.sub_path = "old/{username}"
     c.StoragePaths.home_sub_path = "new/{username}"
     assert StoragePaths(config=c).home("a", 1001) == "new/a"
+
+
+def test_a_hub_with_a_bad_template_does_not_start(users_file):
+    # JupyterHub calls check_allow_config() once at startup; the aaltohub
+    # authenticator builds the storage paths there, so the hub stops with
+    # the setting's name instead of failing someone's spawn later.
+    from jupyterhub.auth import Authenticator
+
+    from aaltohub.auth import IdentityAuthenticatorMixin
+
+    class Login(IdentityAuthenticatorMixin, Authenticator):
+        pass
+
+    c = Config()
+    c.Login.identity_class = "aaltohub.identity.StaticIdentity"
+    c.StaticIdentity.path = str(users_file)
+    c.Authenticator.allow_all = True
+    c.StoragePaths.home_sub_path = "homes/{user}"
+    with pytest.raises(TraitError, match=r"c.StoragePaths.home_sub_path.*\{user\}"):
+        Login(config=c).check_allow_config()
+    c.StoragePaths.home_sub_path = "homes/{username}"
+    Login(config=c.copy()).check_allow_config()  # a fixed config starts

@@ -38,7 +38,8 @@ from .identity import (
     LDAPIdentity,
     UnknownUser,
 )
-from .shared import shared
+from .shared import shared, shared_instance
+from .storage.paths import StoragePaths
 
 #: auth_state keys written by the mixin (read by the spawner).
 AUTH_STATE_IDENTITY = "identity"
@@ -112,10 +113,12 @@ class IdentityAuthenticatorMixin(Authenticator):
 
     def check_allow_config(self):
         super().check_allow_config()
-        # JupyterHub calls this once at startup: build the provider now so a
-        # bad identity setting stops the hub with a clear message instead of
-        # failing the first login.
+        # JupyterHub calls this once at startup: build the provider and the
+        # storage paths now, so a bad identity setting or path template
+        # stops the hub with a message naming it, instead of failing the
+        # first login or spawn.
         _ = self.identity_provider
+        shared_instance(StoragePaths, self.config)
 
     # --- login ------------------------------------------------------------------
     def _refuse(self, handler, username, reason: str, message: str = "", detail=""):

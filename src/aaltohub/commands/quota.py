@@ -10,7 +10,6 @@ import sys
 import time
 
 from ..storage.quota import (
-    DEFAULT_THRESHOLD,
     STALE_REPORT_AFTER,
     ReportFileQuota,
     ReportFormatError,
@@ -19,6 +18,7 @@ from ..storage.quota import (
     human_bytes,
     parse_report,
 )
+from ..storage.quota_policy import DEFAULT_THRESHOLD
 
 
 def register(sub) -> None:

@@ -8,7 +8,8 @@ from traitlets import Float, Unicode
 
 from ..plan import SpawnContext, SpawnPlan
 from ..shared import shared_instance
-from ..storage.quota import QuotaPolicy, QuotaSource, Usage, warning_message
+from ..storage.quota import QuotaSource, Usage, warning_message
+from ..storage.quota_policy import QuotaPolicy
 from .base import SpawnHook
 
 

@@ -30,13 +30,8 @@ from traitlets.config import LoggingConfigurable
 from ..auth import identity_from_auth_state
 from ..identity.base import Identity
 from ..shared import shared_instance
-from ..storage.quota import (
-    QuotaPolicy,
-    QuotaSource,
-    Usage,
-    human_bytes,
-    warning_message,
-)
+from ..storage.quota import QuotaSource, Usage, human_bytes, warning_message
+from ..storage.quota_policy import QuotaPolicy
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates" / "quota")
 #: Name of the template variable; custom templates can include
