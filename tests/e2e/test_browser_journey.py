@@ -83,7 +83,7 @@ def start(page, profile: str, user: str):
 def test_student1_sees_public_and_enrolled_courses_only(browser, hub, shot):
     page = login(browser, hub, "student1")
     shot(page, "spawn-page")
-    assert offered(page) == ["intro", "ml-private"]
+    assert offered(page) == ["exam", "intro", "ml-private"]
     text = page.inner_text("body")
     assert "Introduction to Programming" in text and "Machine Learning" in text
     assert "Old Course" not in text and "instructor" not in text.lower()
@@ -124,7 +124,7 @@ def test_student1_starts_intro_in_jupyterlab_on_notebooks(browser, hub, shot):
 
 def test_student2_has_no_private_course_and_crafted_post_is_refused(browser, hub, shot):
     page = login(browser, hub, "student2")
-    assert offered(page) == ["intro"]
+    assert offered(page) == ["exam", "intro"]
     shot(page, "spawn-page")
     for crafted, words in [
         ("ml-private", "may not use this course environment"),
@@ -149,6 +149,8 @@ def test_student2_has_no_private_course_and_crafted_post_is_refused(browser, hub
 def test_instructor1_starts_instructor_variant_with_writable_course(browser, hub, shot):
     page = login(browser, hub, "instructor1")
     assert offered(page) == [
+        "exam",
+        "exam-instructor",
         "intro",
         "intro-instructor",
         "ml-private",
