@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from unittest.mock import Mock
 
 from jupyterhub.objects import Hub, Server
+from jupyterhub.utils import maybe_future
 from traitlets.config import Config
 
 
@@ -101,7 +102,7 @@ async def spawn_manifest(spawner, profile: str | None):
     load_user_options and get_pod_manifest."""
     spawner.user_options = {"profile": profile} if profile else {}
     spawner.clear_state()
-    await spawner.run_pre_spawn_hook()
+    await maybe_future(spawner.run_pre_spawn_hook())
     await spawner.load_user_options()
     return await spawner.get_pod_manifest()
 

@@ -79,7 +79,7 @@ async def test_deploy_config_login_to_valid_pod(deploy_config):
 
     spawner = make_spawner(config, "alice")
     await spawner.run_auth_state_hook(user["auth_state"])
-    profiles = [p["slug"] for p in await spawner.profile_list(spawner)]
+    profiles = [p["slug"] for p in await spawner.course_profiles()]
     assert profiles == ["general-python", "cs101", "cs101-instructor"]
 
     pod = to_dict(await spawn_manifest(spawner, "cs101-instructor"))

@@ -242,7 +242,7 @@ async def test_unknown_user_and_system_uid_refused(config):
 # --- profile list ---------------------------------------------------------------
 async def slugs(config, user, admin=False):
     spawner = make_spawner(config, user, admin=admin)
-    return [p["slug"] for p in await spawner.profile_list(spawner)]
+    return [p["slug"] for p in await spawner.course_profiles()]
 
 
 async def test_profile_list_per_user(config):
@@ -271,7 +271,7 @@ async def test_single_course_is_default(config, catalog_dir):
             f.unlink()
     config.CourseSpawner.general_profiles = []
     spawner = make_spawner(config, "student2")
-    profiles = await spawner.profile_list(spawner)
+    profiles = await spawner.course_profiles()
     assert [(p["slug"], p.get("default")) for p in profiles] == [("intro", True)]
     # and with no profile chosen, the default course is what starts
     pod = to_dict(await spawn_manifest(spawner, None))

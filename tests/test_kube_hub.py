@@ -141,7 +141,7 @@ def test_crafted_form_post_gets_403_and_starts_nothing(hub, profile):
         "/hub/api/user", headers={"X-XSRFToken": client.cookies.get("_xsrf", "")}
     ).json()
     assert user["servers"] == {}
-    assert f"profile={profile} role=" in log.read_text()
+    assert f"profile={profile!r} role=" in log.read_text()
     assert "outcome=refused" in log.read_text()
 
 
@@ -193,3 +193,47 @@ def test_metrics_count_refusals_and_catalog(hub):
     assert metric(text, "aaltohub_catalog_courses") == 5
     assert metric(text, "aaltohub_catalog_errors") == 0
     assert "aaltohub_identity_lookup_seconds_count" in text
+
+
+def test_unknown_or_oversized_user_options_get_400_and_are_not_kept(hub):
+    # JupyterHub stores an API spawn's options before any spawner code runs;
+    # the spawner refuses them and puts back only what it declares.
+    url, _ = hub
+    client = login(url, "student1")
+    headers = {"X-XSRFToken": client.cookies.get("_xsrf", "")}
+    for body in (
+        {"profile": "intro", "pad": "x" * 2_000_000},
+        {"profile": "intro", "unknown": "1"},
+    ):
+        response = client.post(
+            "/hub/api/users/student1/server", json=body, headers=headers
+        )
+        assert response.status_code == 400, response.text
+        model = client.get(
+            "/hub/api/users/student1?include_stopped_servers", headers=headers
+        ).json()
+        kept = model["servers"][""]
+        assert kept["ready"] is False and kept["pending"] is None
+        assert kept["user_options"] == {"profile": "intro"}
+    # the stored options are those the spawner declares, nothing else
+    response = client.post(
+        "/hub/api/users/student1/server",
+        json={"profile": "intro\n"},
+        headers=headers,
+    )
+    assert response.status_code == 400  # a full match: "intro\n" is no name
+    assert httpx.get(f"{url}/hub/health", timeout=5).status_code == 200
+
+
+def test_a_newline_in_the_profile_cannot_forge_a_log_line(hub):
+    url, log = hub
+    client = login(url, "student2")
+    client.post(
+        "/hub/spawn",
+        data={
+            "profile": "ml-private\n[I 2026 JupyterHub] admin logged in",
+            "_xsrf": client.cookies.get("_xsrf", ""),
+        },
+    )
+    lines = log.read_text().splitlines()
+    assert not any(line.startswith("[I 2026 JupyterHub] admin") for line in lines)

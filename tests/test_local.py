@@ -69,8 +69,10 @@ def local_spawner(config, username, admin=False, name=""):
 
 
 async def plan_for(spawner, profile):
-    course, role = await spawner.authorize(profile)
-    return await spawner.build_plan(course, role, spawner.resource_defaults())
+    choice = await spawner.authorize(profile)
+    return await spawner.build_plan(
+        choice.course, choice.role, spawner.resource_defaults()
+    )
 
 
 # --- the form ----------------------------------------------------------------------
@@ -105,6 +107,7 @@ def test_form_escapes_slugs_and_marks_the_default():
         ({"profile": ["intro", "old"]}, "more than one"),
         ({"profile": ["<img src=x>"]}, "not a valid name"),
         ({"profile": ["x" * 300]}, "not a valid name"),
+        ({"profile": ["intro\n"]}, "not a valid name"),  # a full match
     ],
 )
 def test_malformed_form_is_a_400(config, form, words):

@@ -1,17 +1,88 @@
-"""Build the per-user list of profiles (general ones, then courses).
+"""What a user can choose: the per-user profile list, and what a chosen
+slug means.
 
-Course profile dicts are built once per course version and reused for
-every user; callers must not mutate them (KubeSpawner deep-copies the list
-before it applies overrides).
+Three kinds of profile sit in one list: the hub's ``general_profiles``
+(not courses, but planned: uid, home, git identity), the base spawner's own
+profiles (KubeSpawner's ``profile_list``: plain, exactly as without
+aaltohub), and the courses the user may start. Course profile dicts are
+built once per course version and reused for every user; callers must not
+mutate them (KubeSpawner deep-copies the list before it applies overrides).
 """
 
 from __future__ import annotations
 
 import html
+import json
+import re
+from dataclasses import dataclass
 
 from .access import Viewer
 from .catalog import CourseCatalog
-from .course import ROLE_INSTRUCTOR, ROLE_STUDENT, Course
+from .course import ROLE_INSTRUCTOR, ROLE_STUDENT, Course, parse_profile_slug
+
+#: What a profile slug may look like: course slugs and KubeSpawner's own
+#: (slugified display names). Always a full match: "intro\n" is not "intro".
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+#: Kinds of choice. A course gets the course plan; a general profile the
+#: plan without a course; a plain profile (the base spawner's own) no plan.
+COURSE, GENERAL, PLAIN = "course", "general", "plain"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a chosen profile slug means (see :func:`resolve`)."""
+
+    slug: str | None
+    kind: str
+    course: Course | None = None
+    role: str = ROLE_STUDENT
+
+    @property
+    def planned(self) -> bool:
+        return self.kind != PLAIN
+
+
+def resolve(
+    slug: str | None,
+    general: list[dict],
+    own: list[dict],
+    catalog: CourseCatalog,
+) -> Choice:
+    """Map a slug to a Choice. The deployer's profiles are looked up before
+    the courses, so a course file (written by a less trusted editor) can
+    never take over a deployer's slug; an unknown slug is a course that does
+    not exist, which the access check refuses."""
+    if not slug or any(p.get("slug") == slug for p in general):
+        return Choice(slug, GENERAL)
+    if any(p.get("slug") == slug for p in own):
+        return Choice(slug, PLAIN)
+    course_slug, role = parse_profile_slug(slug)
+    return Choice(slug, COURSE, catalog.get(course_slug), role)
+
+
+def declared_options(profile: dict | None) -> set[str]:
+    """The ``user_options`` keys a spawn of ``profile`` may carry: the
+    profile, and each of its ``profile_options`` (KubeSpawner's form sends
+    ``<name>`` or ``<name>--unlisted-choice``)."""
+    names = {"profile"}
+    for name in (profile or {}).get("profile_options", {}):
+        names |= {name, f"{name}--unlisted-choice"}
+    return names
+
+
+def options_problem(options: dict, declared: set[str], limit: int) -> str | None:
+    """What is wrong with ``user_options``, in words; None if nothing."""
+    try:
+        size = len(json.dumps(options))
+    except (TypeError, ValueError):
+        return "the options are not plain JSON data"
+    if size > limit:
+        return f"the options are {size} bytes, more than the {limit} allowed"
+    unknown = sorted(str(k) for k in set(options) - declared)
+    if unknown:
+        return "unknown option(s) " + ", ".join(repr(k[:40]) for k in unknown[:5])
+    return None
 
 
 class ProfileBuilder:
@@ -61,8 +132,12 @@ class ProfileBuilder:
             for course, roles in offered
             if course.default and ROLE_STUDENT in roles
         ]
-        if len(offered) == 1 and not defaults:
-            defaults = [courses[0]]
+        if (
+            len(offered) == 1
+            and not defaults
+            and not any(p.get("default") for p in general)
+        ):
+            defaults = [courses[0]]  # one course and no explicit default
         if defaults:
             # A course default wins over a general one; copy, never mutate
             # the shared cached dict.

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import logging
 from dataclasses import fields
 
+import sqlalchemy
 from tornado import web
-from traitlets import Any, Dict, List, Type, Unicode
+from traitlets import Any, Dict, Int, List, Type, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import access, metrics
 from .access import AccessDenied, Viewer
 from .catalog import CourseCatalog
-from .course import ROLE_STUDENT, Course, Resources, parse_profile_slug
+from .course import Course, Resources
 from .hooks import DEFAULT_HOOKS, SpawnHook, run_hooks
 from .identity.base import (
     Identity,
@@ -35,7 +37,16 @@ from .identity.base import (
     IdentityUnavailable,
 )
 from .plan import SpawnContext, SpawnPlan
-from .profiles import ProfileBuilder
+from .profiles import (
+    COURSE,
+    PLAIN,
+    PROFILE_NAME,
+    Choice,
+    ProfileBuilder,
+    declared_options,
+    options_problem,
+    resolve,
+)
 from .servers import STATE_KEY, ServerRecord
 from .shared import shared, shared_instance
 from .storage.paths import StoragePaths, UnsafePath
@@ -71,8 +82,18 @@ class CourseSpawnMixin(LoggingConfigurable):
         Dict(),
         help="""Profiles shown before the courses, e.g. general Python, R,
         Julia or GPU environments, in KubeSpawner profile_list form (slug,
-        display_name, kubespawner_override). They are not courses: no course
-        mounts are added.""",
+        display_name, kubespawner_override). They are not courses (no course
+        mounts), but get the rest of the plan: the user's uid, home and git
+        identity. A base spawner's own profiles (KubeSpawner's
+        ``profile_list``) are shown too, and run exactly as without
+        aaltohub.""",
+    ).tag(config=True)
+
+    max_user_options_size = Int(
+        4096,
+        help="""Largest ``user_options`` a spawn request may carry, in bytes
+        of JSON. Larger requests get HTTP 400 and are not kept in the hub
+        database.""",
     ).tag(config=True)
 
     instructor_label = Unicode(
@@ -160,13 +181,6 @@ class CourseSpawnMixin(LoggingConfigurable):
             lambda: [cls(config=self.config, log=self.log) for cls in self.hooks],
         )
 
-    def selected_profile(self, course: Course | None, role: str, slug: str | None):
-        """The one profile dict a spawn uses, without listing every course."""
-        if course is not None:
-            return self.profile_builder.course_profile(course, role)
-        general = [p for p in self.general_profiles if p.get("slug") == slug]
-        return general[0] if general else None
-
     # --- identity -----------------------------------------------------------------
     async def run_auth_state_hook(self, auth_state):
         self.remember_auth_state(auth_state)
@@ -221,11 +235,32 @@ class CourseSpawnMixin(LoggingConfigurable):
         return Viewer(self.user.name, bool(self.user.admin), groups)
 
     # --- profiles and authorization ----------------------------------------------
+    @property
+    def courses_enabled(self) -> bool:
+        """A course catalog is configured (``c.CourseCatalog.path``)."""
+        return bool(self.catalog.path)
+
+    @property
+    def course_mode(self) -> bool:
+        """Whether aaltohub takes part in spawns at all. Without courses and
+        general profiles the spawner is exactly its base class: same form,
+        same options, same pod or process, and no directory lookups."""
+        return self.courses_enabled or bool(self.general_profiles)
+
+    async def own_profiles(self) -> list[dict]:
+        """The base spawner's own profiles, with slugs (KubeSpawner's
+        ``profile_list``); chosen, they run without a course plan."""
+        return []
+
     async def course_profiles(self, spawner=None) -> list[dict]:
-        """The callable profile list: general profiles, then offered courses."""
+        """Everything the user may choose, in order: general profiles, the
+        base spawner's own profiles, then the courses offered to them."""
+        general = [*self.general_profiles, *await self.own_profiles()]
+        if not self.courses_enabled:
+            return [dict(p) for p in general]
         await self.catalog.ensure_fresh()
         viewer = await self.get_viewer()
-        return self.profile_builder.profiles_for(viewer, self.general_profiles)
+        return self.profile_builder.profiles_for(viewer, general)
 
     async def effective_profile(self, profile: str | None) -> str | None:
         """The slug that will really be used: the default one if none given."""
@@ -242,64 +277,119 @@ class CourseSpawnMixin(LoggingConfigurable):
         options = super().run_options_from_form(form_data)
         if inspect.isawaitable(options):
             options = await options
+        if not self.course_mode:
+            return options
         if not isinstance(options, dict):
             raise user_error(400, "The server options form could not be read.")
         await self.authorize(await self.effective_profile(options.get("profile")))
         return options
 
-    def resolve_profile(self, profile: str | None) -> tuple[Course | None, str]:
-        """Map a profile slug to (course, role); general profiles have no course."""
-        if not profile or any(p.get("slug") == profile for p in self.general_profiles):
-            return None, ROLE_STUDENT
-        slug, role = parse_profile_slug(profile)
-        return self.catalog.get(slug), role
-
-    async def authorize(self, profile: str | None) -> tuple[Course | None, str]:
-        """The server-side check: raise HTTP 403 unless the user may start
-        ``profile``. Returns (course, role) on success."""
-        if profile and not isinstance(profile, str):
-            raise user_error(400, "The 'profile' option must be a profile name.")
-        await self.catalog.ensure_fresh()
-        course, role = self.resolve_profile(profile)
-        general = course is None and (
-            not profile or any(p.get("slug") == profile for p in self.general_profiles)
+    def check_user_options(self, profile: dict | None) -> None:
+        """HTTP 400 unless ``user_options`` is small and holds only the keys
+        ``profile`` declares. What is refused is not kept in the hub's
+        database either (JupyterHub stores the options of an API spawn
+        before any spawner code runs)."""
+        options = self.user_options or {}
+        declared = declared_options(profile)
+        problem = options_problem(options, declared, self.max_user_options_size)
+        if problem is None:
+            return
+        self._forget_options({k: v for k, v in options.items() if k in declared})
+        raise user_error(
+            400,
+            f"The server options could not be used: {problem}. Choose an"
+            " environment on the spawn page, or send only"
+            f" {sorted(declared)} to the API.",
         )
-        if general:
-            return None, role
+
+    def _forget_options(self, kept: dict) -> None:
+        # Both copies: the API shows the spawner's, the database keeps the
+        # orm's for the next start.
+        kept = kept if len(json.dumps(kept, default=str)) < 4096 else {}
+        self.user_options = kept
+        orm = getattr(self, "orm_spawner", None)
+        if orm is None or not hasattr(orm, "user_options"):
+            return
+        orm.user_options = kept
+        try:
+            session = sqlalchemy.inspect(orm).session
+        except sqlalchemy.exc.NoInspectionAvailable:
+            return  # not a database object (tests)
+        if session is not None:
+            session.commit()
+
+    def selected_profile(self, choice: Choice, own: list[dict]) -> dict | None:
+        """The one profile dict a spawn uses, without listing every course."""
+        if choice.course is not None:
+            return self.profile_builder.course_profile(choice.course, choice.role)
+        for p in [*self.general_profiles, *own]:
+            if p.get("slug") == choice.slug:
+                return p
+        return None
+
+    async def authorize(self, profile: str | None) -> Choice:
+        """The server-side check: raise HTTP 403 unless the user may start
+        ``profile``. Course authorization applies to course choices only;
+        the deployer's own choices need no directory lookup."""
+        if profile is not None and not (
+            isinstance(profile, str) and PROFILE_NAME.fullmatch(profile)
+        ):
+            raise user_error(
+                400,
+                "The 'profile' option must be the name of one of the listed"
+                " environments (letters, digits, '.', '_' and '-').",
+            )
+        if self.courses_enabled:
+            await self.catalog.ensure_fresh()
+        choice = resolve(
+            profile, self.general_profiles, await self.own_profiles(), self.catalog
+        )
+        if choice.kind != COURSE:
+            return choice
         try:
             viewer = await self.get_viewer(strict=True)
         except IdentityError as e:
             status = 503 if isinstance(e, IdentityUnavailable) else 403
-            self._audit(profile, role, "refused", str(e), logging.WARNING)
+            self._audit(profile, choice.role, "refused", str(e), logging.WARNING)
             raise user_error(status, str(e)) from e
         try:
-            access.check(course, viewer, role, self.catalog.rules)
+            access.check(choice.course, viewer, choice.role, self.catalog.rules)
         except AccessDenied as e:
-            self._audit(profile, role, "refused", str(e), logging.WARNING)
+            self._audit(profile, choice.role, "refused", str(e), logging.WARNING)
             raise user_error(403, str(e)) from e
-        return course, role
+        return choice
 
     def _audit(self, profile, role, outcome, reason="", level=logging.INFO):
         if outcome in ("planned", "refused"):
             metrics.SPAWN_AUTHORIZATIONS.labels(outcome=outcome, role=role).inc()
         self.log.log(
             level,
-            "spawn user=%s server=%s profile=%s role=%s action=authorize outcome=%s%s",
+            # Quoted: the profile and server name come from the user, and
+            # must not be able to start a new log line.
+            "spawn user=%s server=%r profile=%r role=%s action=authorize outcome=%s%s",
             self.user.name,
-            getattr(self, "name", "") or "-",
-            profile or "-",
+            getattr(self, "name", "") or "",
+            profile or "",
             role,
             outcome,
             f" reason={reason!r}" if reason else "",
         )
 
     # --- the one path: authorize -> plan -> apply ---------------------------------
-    async def plan_spawn(self) -> SpawnPlan:
+    async def plan_spawn(self) -> SpawnPlan | None:
         """Authorize the chosen profile (again: API spawns skip the form),
-        build its plan, let the adapter apply it, and record the server."""
+        build its plan, let the adapter apply it, and record the server.
+        A plain profile (the base spawner's own) gets no plan: None."""
         profile = await self.effective_profile((self.user_options or {}).get("profile"))
-        course, role = await self.authorize(profile)
-        await self.before_plan(course, role, profile)
+        choice = await self.authorize(profile)
+        self.check_user_options(
+            self.selected_profile(choice, await self.own_profiles())
+        )
+        await self.before_plan(choice)
+        if choice.kind == PLAIN:
+            self.server_record = None
+            return None
+        course, role = choice.course, choice.role
         plan = await self.build_plan(course, role, self.resource_defaults())
         backend = await self.apply_plan(plan, course, role)
         identity = await self.get_identity()
@@ -315,7 +405,7 @@ class CourseSpawnMixin(LoggingConfigurable):
         )
         return plan
 
-    async def before_plan(self, course: Course | None, role: str, profile) -> None:
+    async def before_plan(self, choice: Choice) -> None:
         """Adapter step before the hooks run (KubeSpawner applies the
         profile's overrides here, so the plan is built on top of them)."""
 

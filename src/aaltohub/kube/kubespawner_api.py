@@ -1,7 +1,8 @@
 """The KubeSpawner internals CourseSpawner relies on, and nothing else.
 
-KubeSpawner has no public call for "apply this one profile" or "expand
-``{username}`` like you do"; it has private methods. Every use of them is
+KubeSpawner has no public call for "apply this one profile", "render your
+form for this list" or "expand ``{username}`` like you do"; it has private
+methods. Every use of them is
 here, so a kubespawner upgrade that changes them breaks one small module,
 and ``tests/test_kubespawner_api.py`` says which name changed.
 
@@ -22,6 +23,7 @@ REQUIRED = {
     "_validate_user_options": ("profile_list",),
     "_load_profile": ("slug", "profile_list"),
     "_expand_user_properties": ("template",),
+    "_render_options_form": ("profile_list",),
 }
 
 
@@ -52,3 +54,9 @@ def apply_profile(spawner: KubeSpawner, profile: dict) -> None:
 def expand_user_properties(spawner: KubeSpawner, template: str) -> str:
     """``{username}`` and friends, escaped as KubeSpawner names pods."""
     return spawner._expand_user_properties(template)
+
+
+def render_options_form(spawner: KubeSpawner, profiles: list[dict]) -> str:
+    """KubeSpawner's own options form (its template and JavaScript) for a
+    given profile list."""
+    return spawner._render_options_form(profiles)

@@ -9,11 +9,11 @@ profile's overrides (kubespawner issue 339).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 from jupyterhub.utils import maybe_future
 from kubespawner import KubeSpawner
 from kubespawner.slugs import multi_slug, safe_slug
+from slugify import slugify
 from traitlets import Unicode, default
 
 from ..plan import NFS_VOLUME, SpawnPlan
@@ -54,33 +54,59 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._configured = self._snapshot_config()
         self._plan: SpawnPlan | None = None
+        self._remembered: dict = {}
 
-    @default("profile_list")
-    def _default_profile_list(self) -> Callable:
-        return self.course_profiles
+    # --- the options form: KubeSpawner's own, over the combined list ------------
+    @default("options_form")
+    def _options_form_default(self):
+        if not self.course_mode:
+            return super()._options_form_default()
+        return self._render_course_options_form
+
+    async def _render_course_options_form(self, spawner=None) -> str:
+        profiles = await self.course_profiles()
+        if not profiles:
+            return ""
+        return kubespawner_api.render_options_form(self, profiles)
+
+    async def own_profiles(self) -> list[dict]:
+        """KubeSpawner's ``profile_list`` (a list, a dict or a callable, set
+        in config or later by a hook), read now, with KubeSpawner's slugs."""
+        profiles = self.profile_list
+        if callable(profiles):
+            profiles = await maybe_future(profiles(self))
+        if isinstance(profiles, dict):
+            profiles = [profiles[key] for key in sorted(profiles)]
+        return [
+            p if "slug" in p else {**p, "slug": slugify(p["display_name"])}
+            for p in profiles or []
+        ]
 
     # --- no leaks between spawns -------------------------------------------------
-    def _snapshot_config(self) -> dict:
-        snap = {}
+    def _remember_config(self) -> None:
+        """Remember every configured value before this spawn changes any.
+
+        JupyterHub reuses the spawner object for every start of a server,
+        and KubeSpawner merges profile overrides into trait dicts in place.
+        So each container trait gets a private copy for this spawn (nothing
+        mutates the hub's config), and clear_state() puts the remembered
+        values back. Read now, not at construction: a hook may have set a
+        per-user value (e.g. profile_list) since.
+        """
+        remembered = {}
         for name in self.trait_names(config=True):
             value = getattr(self, name)
-            snap[name] = value if callable(value) else copy.deepcopy(value)
-        return snap
+            remembered[name] = value
+            if isinstance(value, dict | list):
+                setattr(self, name, copy.deepcopy(value))
+        self._remembered = remembered
 
     def _restore_config(self) -> None:
-        """Put back every configured value a previous spawn changed.
-
-        The spawner object is reused for every start of this server, and
-        profile overrides mutate trait dicts in place.
-        """
-        for name, value in self._configured.items():
-            if callable(value):
-                if getattr(self, name) is not value:
-                    setattr(self, name, value)
-            elif getattr(self, name) != value:
-                setattr(self, name, copy.deepcopy(value))
+        for name, value in self._remembered.items():
+            if getattr(self, name) is not value:
+                setattr(self, name, value)
+        self._remembered = {}
 
     def clear_state(self):
         self._restore_config()
@@ -89,24 +115,32 @@ class CourseSpawner(CourseSpawnMixin, KubeSpawner):
 
     # --- the spawn sequence --------------------------------------------------------
     async def run_pre_spawn_hook(self):
-        # Checked here as well as in the form, because API spawns skip it.
-        profile = (self.user_options or {}).get("profile")
-        await self.authorize(await self.effective_profile(profile))
-        return await maybe_future(super().run_pre_spawn_hook())
+        # The deployer's own hook first: it may set a per-user profile_list,
+        # which decides what the chosen slug means. Then the check, here as
+        # well as in the form, because API spawns skip the form (start()
+        # checks once more, as the last gate).
+        result = await maybe_future(super().run_pre_spawn_hook())
+        if self.course_mode:
+            profile = (self.user_options or {}).get("profile")
+            choice = await self.authorize(await self.effective_profile(profile))
+            own = await self.own_profiles()
+            self.check_user_options(self.selected_profile(choice, own))
+        return result
 
     async def load_user_options(self):
         # Inside start(), after JupyterHub's pre-spawn steps: the last gate,
         # and late enough that profile overrides cannot undo the plan.
+        self._remember_config()
+        if not self.course_mode:
+            await super().load_user_options()
+            return
         await self.plan_spawn()
 
-    async def before_plan(self, course, role, profile) -> None:
-        """Apply the chosen profile's overrides like KubeSpawner does, but
-        from that one profile: listing every course again would make each
-        spawn pay for the whole catalog."""
-        if not callable(self.profile_list) or self.profile_list != self.course_profiles:
-            await super().load_user_options()  # a deployer's own profile_list
-            return
-        chosen = self.selected_profile(course, role, profile)
+    async def before_plan(self, choice) -> None:
+        """Apply the chosen profile's overrides and options as KubeSpawner
+        does, from that one profile: listing every course again would make
+        each spawn pay for the whole catalog."""
+        chosen = self.selected_profile(choice, await self.own_profiles())
         if chosen is not None:
             kubespawner_api.apply_profile(self, chosen)
 

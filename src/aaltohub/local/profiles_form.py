@@ -16,7 +16,7 @@ from traitlets import default
 
 from ..spawn import CourseSpawnMixin, user_error
 
-PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,120}$")
+PROFILE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,120}")
 
 
 def profile_form(profiles: list[dict]) -> str:
@@ -87,7 +87,7 @@ class CourseProfilesMixin(CourseSpawnMixin):
             problem = "no course environment was chosen"
         elif not isinstance(values, list) or len(values) != 1:
             problem = "more than one course environment was chosen"
-        elif not isinstance(values[0], str) or not PROFILE_RE.match(values[0]):
+        elif not isinstance(values[0], str) or not PROFILE_RE.fullmatch(values[0]):
             problem = "the chosen course environment is not a valid name"
         if problem:
             raise user_error(

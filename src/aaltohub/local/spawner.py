@@ -39,7 +39,7 @@ from .profiles_form import CourseProfilesMixin
 from .sandbox import MODULE as sandbox_module
 from .sandbox import namespaces_work, read_status
 
-_SERVER_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+_SERVER_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
 
 
 class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
@@ -252,7 +252,7 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
 
     def _server_key(self) -> str:
         name = self.name or ""
-        if name and not _SERVER_RE.match(name):
+        if name and not _SERVER_RE.fullmatch(name):
             raise ValueError(
                 f"the server name {name!r} cannot be used; choose a name of at"
                 " most 63 letters, digits, '.', '_' or '-'"
