@@ -270,4 +270,4 @@ async def test_with_courses_only_declared_options_are_accepted(mixed):
         with pytest.raises(web.HTTPError) as info:
             await _spawn_with(make_spawner(mixed, "student1"), bad)
         assert info.value.status_code == 400
-        assert "The server options could not be used" in info.value.log_message % ()
+        assert "The server options could not be used" in info.value.jupyterhub_message

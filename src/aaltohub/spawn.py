@@ -23,7 +23,6 @@ from dataclasses import fields
 import sqlalchemy
 from tornado import web
 from traitlets import Any, Dict, Int, List, Type, Unicode
-from traitlets.config import LoggingConfigurable
 
 from . import access, metrics
 from .access import AccessDenied, Viewer
@@ -31,9 +30,7 @@ from .catalog import CourseCatalog
 from .course import Course, Resources
 from .hooks import DEFAULT_HOOKS, SpawnHook, run_hooks
 from .identity.base import (
-    Identity,
     IdentityError,
-    IdentityProvider,
     IdentityUnavailable,
 )
 from .plan import SpawnContext, SpawnPlan
@@ -49,6 +46,7 @@ from .profiles import (
 )
 from .servers import STATE_KEY, ServerRecord
 from .shared import shared, shared_instance
+from .spawn_identity import SpawnerIdentityMixin
 from .storage.paths import StoragePaths, UnsafePath
 
 
@@ -59,16 +57,8 @@ def user_error(status: int, message: str) -> web.HTTPError:
     return err
 
 
-class CourseSpawnMixin(LoggingConfigurable):
+class CourseSpawnMixin(SpawnerIdentityMixin):
     """Course profiles, authorization and spawn plans for any Spawner."""
-
-    identity_class = Type(
-        "aaltohub.identity.NSSIdentity",
-        klass=IdentityProvider,
-        help="""Where uid, gid, name, email and groups come from:
-        ``aaltohub.LDAPIdentity``, ``aaltohub.NSSIdentity`` or
-        ``aaltohub.StaticIdentity`` (or your own IdentityProvider).""",
-    ).tag(config=True)
 
     hooks = List(
         Type(klass=SpawnHook),
@@ -106,9 +96,6 @@ class CourseSpawnMixin(LoggingConfigurable):
         help="""Directory inside the server where generated files (the
         course's nbgrader_config.py, the git identity) appear.""",
     ).tag(config=True)
-
-    #: The identity from auth_state, if the authenticator attached one.
-    _auth_identity = Any(None)
 
     #: The running server's course, role, image, uid, start and cull limits;
     #: kept in the spawner state, so it survives a hub restart.
@@ -156,14 +143,6 @@ class CourseSpawnMixin(LoggingConfigurable):
         return shared_instance(StoragePaths, self.config)
 
     @property
-    def identity_provider(self) -> IdentityProvider:
-        return shared(
-            self.identity_class,
-            self.config,
-            lambda: self.identity_class(config=self.config),
-        )
-
-    @property
     def profile_builder(self) -> ProfileBuilder:
         return shared(
             ProfileBuilder,
@@ -180,59 +159,6 @@ class CourseSpawnMixin(LoggingConfigurable):
             self.config,
             lambda: [cls(config=self.config, log=self.log) for cls in self.hooks],
         )
-
-    # --- identity -----------------------------------------------------------------
-    async def run_auth_state_hook(self, auth_state):
-        self.remember_auth_state(auth_state)
-        await super().run_auth_state_hook(auth_state)
-
-    def remember_auth_state(self, auth_state: dict | None) -> None:
-        """Take the identity the authenticator stored, if any."""
-        record = (auth_state or {}).get("identity")
-        if not record:
-            return
-        try:
-            identity = Identity.from_dict(record)
-        except ValueError as e:
-            self.log.warning(
-                "ignoring identity in auth_state of %s: %s", self.user.name, e
-            )
-            return
-        if identity.username == self.user.name:
-            self._auth_identity = identity
-            self.identity_provider.remember(identity)
-
-    async def get_identity(self) -> Identity:
-        provider = self.identity_provider
-        try:
-            return await provider.lookup(self.user.name)
-        except IdentityUnavailable:
-            if self._auth_identity is not None:
-                self.log.warning(
-                    "spawn user=%s action=identity outcome=auth-state-fallback",
-                    self.user.name,
-                )
-                return self._auth_identity
-            raise
-
-    async def get_viewer(self, strict: bool = False) -> Viewer:
-        """The user as the access rules see them.
-
-        With ``strict=False`` (building the form) a failed lookup yields a
-        viewer without groups: the form still renders, and the real check
-        at spawn time reports the problem.
-        """
-        try:
-            identity = await self.get_identity()
-            groups = identity.groups
-        except IdentityError as e:
-            if strict:
-                raise
-            self.log.warning(
-                "profile list for %s without groups: %s", self.user.name, e
-            )
-            groups = frozenset()
-        return Viewer(self.user.name, bool(self.user.admin), groups)
 
     # --- profiles and authorization ----------------------------------------------
     @property
