@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -75,7 +76,7 @@ def test_create_check_fix_cycle(env, capsys):
     assert out.splitlines() == [
         "course/intro/files/answers.ipynb: world-readable (mode 0644); course files"
         " must not be accessible to others, and must stay in the course group",
-        "exchange/ml/ml/inbound: mode 0777, expected 2773",
+        "exchange/ml/ml/inbound: mode 0777, expected 3773",
     ]
 
     code, out, _ = run(capsys, "course", "fix", "--all", "--dry-run", *args)
@@ -87,6 +88,65 @@ def test_create_check_fix_cycle(env, capsys):
     code, out, _ = run(capsys, "course", "fix", "--all", *args)
     assert (code, out) == (0, "")  # nothing left to do
     assert run(capsys, "course", "check", "--all", *args)[0] == 0
+
+
+def test_hard_links_are_reported_and_left_alone(env, capsys, tmp_path):
+    _, store, args = env
+    run(capsys, "course", "create", "ml", *args)
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("not the course's")
+    os.chmod(outside, 0o606)
+    os.link(outside, store / "course/ml/files/linked.txt")
+    code, out, err = run(capsys, "course", "check", "ml", *args)
+    assert code == 1
+    assert (
+        "course/ml/files/linked.txt: has 2 hard links, so 'aaltohub course fix'" in out
+    )
+    assert "need a human ('fix' will not change them)" in err
+    code, out, _ = run(capsys, "course", "fix", "ml", *args)
+    assert code == 1
+    assert "error: course/ml/files/linked.txt: has 2 hard links" in out
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o606
+
+
+@pytest.mark.skipif(not ROOT, reason="submissions by other uids need root")
+def test_check_names_submissions_made_by_another_student(env, capsys, tmp_path):
+    _, store, args = env
+    run(capsys, "course", "create", "ml", *args)
+    inbound = store / "exchange/ml/ml/inbound"
+    for name, uid in [
+        ("student1+ps1+2024-01-01 10:00:00 UTC+aa", 1001234),
+        ("student1+ps1+2024-01-02 10:00:00 UTC+bb", 1001235),  # planted
+        ("student2+ps1+2024-01-01 10:00:00 UTC+cc", 1001235),
+    ]:
+        (inbound / name).mkdir()
+        os.chown(inbound / name, uid, 70000)
+    planted = "exchange/ml/ml/inbound/student1+ps1+2024-01-02 10:00:00 UTC+bb"
+
+    code, out, err = run(capsys, "course", "check", "ml", *args)
+    assert code == 1 and len(out.splitlines()) == 3  # who is who is not known
+    assert f"{planted}: claims to be student1's but its owner, uid 1001235, also" in out
+
+    uids = str(tmp_path / "uids.yaml")
+    Path(uids).write_text("student1: 1001234\nstudent2: 1001235\n")
+    code, out, err = run(capsys, "course", "check", "ml", "--student-uids", uids, *args)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{planted}: claims to be student1's (uid 1001234) but is owned by uid"
+        " 1001235; nbgrader collect would take it as that student's. Look at it"
+        " ('ls -lan'), remove it as root if the student did not make it (inbound"
+        " is sticky), then run 'aaltohub course check'"
+    ]
+    assert "1 need a human" in err and "run 'aaltohub course fix'" not in err
+    code, out, _ = run(capsys, "course", "fix", "ml", "--student-uids", uids, *args)
+    assert code == 1 and out.startswith(f"error: {planted}: claims")
+    # a StaticIdentity users file works too; a bad file is a usage error
+    Path(uids).write_text("users:\n  student1: {uid: 1001234, gid: 70000}\n")
+    code, out, _ = run(capsys, "course", "check", "ml", "--student-uids", uids, *args)
+    assert "student2+ps1+2024-01-01 10:00:00 UTC+cc: claims to be student2's but" in out
+    Path(uids).write_text("student1: one\n")
+    code, _, err = run(capsys, "course", "check", "ml", "--student-uids", uids, *args)
+    assert code == 2 and f"--student-uids {uids}: expected 'username: uid'" in err
 
 
 def test_check_json(env, capsys):

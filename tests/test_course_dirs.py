@@ -61,7 +61,7 @@ def test_create_makes_every_directory_right(store, layout, course):
             assert stat.S_IMODE(st.st_mode) == entry.mode, entry.path
             assert (st.st_uid, st.st_gid) == (entry.uid, entry.gid), entry.path
     assert mode(store / "course/intro/files") == 0o2770
-    assert mode(store / "exchange/intro/intro/inbound") == 0o2773
+    assert mode(store / "exchange/intro/intro/inbound") == 0o3773  # sticky
     assert check(store, layout, course).problems == []
 
 
@@ -220,7 +220,7 @@ def test_archived_layout_makes_everything_read_only(store, layout, course):
     assert mode(f) == 0o440
     assert mode(d) == 0o2550  # still traversable
     assert mode(store / "course/intro/files") == 0o2550
-    assert mode(store / "exchange/intro/intro/inbound") == 0o2551
+    assert mode(store / "exchange/intro/intro/inbound") == 0o3551
     assert check(store, layout, layout.archived(course)).problems == []
 
 
@@ -310,7 +310,144 @@ def test_a_failed_repair_is_reported_not_raised(store, layout, course, monkeypat
     def refuse(*args, **kwargs):
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(course_dirs, "_chmod_nofollow", refuse)
+    monkeypatch.setattr(course_dirs, "change_inode", refuse)
     result = course_dirs.run(str(store), layout.entries(course), fix=True)
     assert [p.path for p in result.unfixed] == ["course/intro/files/x"]
     assert "could not repair: Operation not permitted" in lines(result)[-1]
+
+
+def test_fix_adds_the_sticky_bit_to_an_existing_inbound(store, layout, course):
+    inbound = store / "exchange/intro/intro/inbound"
+    os.chmod(inbound, 0o2773)  # as laid out before, and as nbgrader makes it
+    assert lines(check(store, layout, course)) == [
+        "exchange/intro/intro/inbound: mode 2773, expected 3773"
+    ]
+    result = course_dirs.run(str(store), layout.entries(course), fix=True)
+    assert result.actions == ["chmod 2773 -> 3773 exchange/intro/intro/inbound"]
+    assert mode(inbound) == 0o3773
+
+
+# --- hard links: an inode with other names is never changed ------------------------
+@pytest.fixture
+def outside(tmp_path):
+    """A file outside the course tree (another course's, a system file)."""
+    other = tmp_path / "other-course"
+    other.mkdir()
+    secret = other / "solutions.ipynb"
+    secret.write_text("{}")
+    os.chmod(secret, 0o644)
+    if ROOT:
+        os.chown(secret, 1001234, 4242)
+    return secret
+
+
+def test_fix_never_changes_a_hard_linked_file(store, layout, course, outside):
+    link = store / "course/intro/files/solutions.ipynb"
+    os.link(outside, link)  # the instructor's link from outside the tree
+    before = os.lstat(outside)
+
+    fixed = course_dirs.run(str(store), layout.entries(course), fix=True)
+    after = os.lstat(outside)
+    assert (after.st_mode, after.st_uid, after.st_gid, after.st_ctime_ns) == (
+        before.st_mode,
+        before.st_uid,
+        before.st_gid,
+        before.st_ctime_ns,
+    )
+    assert not any("solutions" in a for a in fixed.actions), fixed.actions
+    report = (
+        "course/intro/files/solutions.ipynb: has 2 hard links, so 'aaltohub course"
+        " fix' leaves it alone: another link may be outside the course, and"
+        " changing the file would change it there too. Find the links with 'find"
+        f" {store} -xdev -inum {before.st_ino}', replace the one in the course with"
+        " a copy (or remove it), then run 'aaltohub course fix'"
+    )
+    assert report in [str(p) for p in fixed.unfixed]
+
+    found = check(store, layout, course)  # check names it too, with its problems
+    assert report in lines(found)
+    assert "course/intro/files/solutions.ipynb: world-readable (mode 0644); course" in (
+        "\n".join(lines(found))
+    )
+    assert not any(p.fixable for p in found.problems)
+    dry = course_dirs.run(str(store), layout.entries(course), fix=True, dry_run=True)
+    assert dry.actions == [] and report in [str(p) for p in dry.unfixed]
+
+
+def test_a_file_swapped_for_a_hard_link_during_the_walk_is_not_changed(
+    store, layout, course, outside, monkeypatch
+):
+    """The walk saw a lone file; before fix changes it, someone replaces it
+    with a hard link to a file outside. The change goes to the inode that
+    was checked or nowhere."""
+    victim = store / "course/intro/files/notes.ipynb"
+    victim.write_text("{}")
+    os.chmod(victim, 0o644)
+    real_scandir = os.scandir
+
+    def scandir_then_swap(fd):
+        entries = list(real_scandir(fd))
+        for e in entries:
+            e.stat(follow_symlinks=False)  # what the walk sees: one link
+        if any(e.name == "notes.ipynb" for e in entries):
+            os.unlink(victim)
+            os.link(outside, victim)
+        return iter(entries)
+
+    monkeypatch.setattr(course_dirs.os, "scandir", scandir_then_swap)
+    before = os.lstat(outside)
+    result = course_dirs.run(str(store), layout.entries(course), fix=True)
+    monkeypatch.undo()
+    after = os.lstat(outside)
+    assert (after.st_mode, after.st_gid) == (before.st_mode, before.st_gid)
+    assert "course/intro/files/notes.ipynb: could not repair: it was replaced" in (
+        "\n".join(lines(result))
+    )
+
+
+# --- nbgrader submissions ------------------------------------------------------------
+def submit(inbound, name, uid):
+    path = inbound / name
+    path.mkdir()
+    os.chmod(path, 0o777)  # as nbgrader submit leaves it
+    os.chown(path, uid, 70000)
+    return path
+
+
+@needs_root
+def test_check_names_a_submission_made_by_another_student(store, layout, course):
+    inbound = store / "exchange/intro/intro/inbound"
+    submit(inbound, "student1+ps1+2024-01-01 10:00:00 UTC+aa", 1001234)
+    submit(inbound, "student1+ps1+2024-01-02 10:00:00 UTC+bb", 1001235)  # planted
+    submit(inbound, "student2+ps1+2024-01-01 11:00:00 UTC+cc", 1001235)
+    submit(inbound, "student3+ps1+2024-01-01 11:00:00 UTC+dd", 1001236)
+    known = {"student1": 1001234, "student2": 1001235}.get
+
+    def run(**kw):
+        return course_dirs.run(str(store), layout.entries(course), **kw)
+
+    assert run().problems == []  # only check and fix look at submissions
+    planted = "exchange/intro/intro/inbound/student1+ps1+2024-01-02 10:00:00 UTC+bb"
+    with_uids = run(submissions=True, student_uid=known)
+    assert lines(with_uids) == [
+        f"{planted}: claims to be student1's (uid 1001234) but is owned by uid"
+        " 1001235; nbgrader collect would take it as that student's. Look at it"
+        " ('ls -lan'), remove it as root if the student did not make it (inbound"
+        " is sticky), then run 'aaltohub course check'",
+        "exchange/intro/intro/inbound/student3+ps1+2024-01-01 11:00:00 UTC+dd:"
+        " claims to be student3's but no uid is known for student3, so its owner"
+        " cannot be verified; nbgrader collect would take it as that student's."
+        " Look at it ('ls -lan'), remove it as root if the student did not make it"
+        " (inbound is sticky), then run 'aaltohub course check'",
+    ]
+    assert not any(p.fixable for p in with_uids.problems)
+    # without a uid source: every submission of the disputed name, and the
+    # other names of the uid that planted one, are reported
+    without = {p.path.rsplit("/", 1)[1] for p in run(submissions=True).problems}
+    assert without == {
+        "student1+ps1+2024-01-01 10:00:00 UTC+aa",
+        "student1+ps1+2024-01-02 10:00:00 UTC+bb",
+        "student2+ps1+2024-01-01 11:00:00 UTC+cc",
+    }
+    fixed = run(fix=True, submissions=True, student_uid=known)
+    assert fixed.actions == [] and len(fixed.unfixed) == 2

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+from aaltohub import nbgrader_exchange
 from aaltohub.access import Viewer
 from aaltohub.course import build_course
 from aaltohub.hooks import (
@@ -128,6 +132,34 @@ async def test_custom_async_hook_runs_in_order():
 
     plan = await run_hooks([UIDHook(), Mine()], ctx(), SpawnPlan())
     assert plan.env["MINE"] == "alice"
+
+
+def test_instructors_collect_only_submissions_of_their_owners(tmp_path):
+    course = build_course("c", {"gid": 7, "instructors": ["alice"]})
+    plan = SpawnPlan()
+    NbgraderHook().apply(ctx(course, "instructor"), plan)
+    shipped = plan.files["jupyter/aaltohub_nbgrader_exchange.py"]
+    source = Path(nbgrader_exchange.__file__).read_text(encoding="utf-8")
+    assert shipped == source  # byte for byte: the image need not have aaltohub
+    config = tmp_path / "nbgrader_config.py"
+    config.write_text(plan.files["jupyter/nbgrader_config.py"])
+    namespace = {"get_config": lambda: Recorder(), "__file__": str(config)}
+    before = list(sys.path)
+    try:
+        exec(compile(config.read_text(), str(config), "exec"), namespace)
+        assert str(tmp_path) in sys.path  # where the shipped module is
+    finally:
+        sys.path[:] = before
+    values = namespace["c"].values
+    assert values["ExchangeFactory.collect"] == (
+        "aaltohub_nbgrader_exchange.VerifiedExchangeCollect"
+    )
+    assert values["ExchangeCollect.check_owner"] is False
+    # students submit; they get neither the module nor the collect step
+    student = SpawnPlan()
+    NbgraderHook().apply(ctx(course, "student"), student)
+    assert list(student.files) == ["jupyter/nbgrader_config.py"]
+    assert "ExchangeFactory" not in student.files["jupyter/nbgrader_config.py"]
 
 
 def test_nbgrader_paths_follow_the_mount_targets():

@@ -41,7 +41,8 @@ def test_full_course_layout():
         # nbgrader's course_id is the slug, inside the course's exchange root
         "exchange/intro-2024/intro": (0o2775, 0, 70001),
         "exchange/intro-2024/intro/outbound": (0o2775, 0, 70001),
-        "exchange/intro-2024/intro/inbound": (0o2773, 0, 70001),
+        # nbgrader's 2773 plus the sticky bit: nobody replaces another's
+        "exchange/intro-2024/intro/inbound": (0o3773, 0, 70001),
         "exchange/intro-2024/intro/feedback": (0o2771, 0, 70001),
     }
     # parents come before children, so a walk can create them in order
@@ -139,5 +140,21 @@ def test_exchange_modes_match_what_nbgrader_creates(tmp_path):
 
     assert mode() == NBGRADER_COURSE_MODE
     assert mode("outbound") == NBGRADER_OUTBOUND_MODE
-    assert mode("inbound") == NBGRADER_INBOUND_MODE
+    # ours adds only the sticky bit to inbound
+    assert mode("inbound") | stat.S_ISVTX == NBGRADER_INBOUND_MODE
     assert mode("feedback") == NBGRADER_FEEDBACK_MODE
+
+
+def test_nbgrader_keeps_the_sticky_inbound(tmp_path):
+    """Releasing into an existing exchange leaves our inbound mode alone."""
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange.default.release_assignment import (
+        ExchangeReleaseAssignment,
+    )
+
+    inbound = tmp_path / "intro" / "inbound"
+    inbound.mkdir(parents=True)
+    os.chmod(inbound, NBGRADER_INBOUND_MODE)
+    coursedir = CourseDirectory(course_id="intro", groupshared=True)
+    ExchangeReleaseAssignment(coursedir=coursedir, root=str(tmp_path)).init_dest()
+    assert stat.S_IMODE(inbound.stat().st_mode) == 0o3773

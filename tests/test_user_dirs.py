@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from aaltohub.identity.base import Identity
-from aaltohub.storage import homes, user_dirs
+from aaltohub.storage import homes, storage_helper, user_dirs
 from aaltohub.storage.homes import ProvisionError, make_home
 from aaltohub.storage.storage_helper import helper_main, parse_command
 from aaltohub.storage.user_dirs import (
@@ -280,6 +281,106 @@ def test_helper_uses_its_own_template(tmp_path, monkeypatch, capsys):
         "homes/{username}",
     )
     assert code == 0 and os.path.isdir(tmp_path / "homes/bob")
+
+
+# --- the helper checks the pair against the storage host's own directory ---
+@pytest.fixture
+def directory(monkeypatch):
+    """This host's user database, as sssd would answer from LDAP."""
+    users = {
+        "alice": pwd.struct_passwd(
+            ("alice", "*", UID, GID, "Alice", "/home/alice", "/bin/bash")
+        )
+    }
+
+    def getpwnam(name):
+        try:
+            return users[name]
+        except KeyError:
+            raise KeyError(f"getpwnam(): name not found: {name!r}") from None
+
+    monkeypatch.setattr(storage_helper.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(
+        storage_helper.os,
+        "getgrouplist",
+        lambda name, base: [base, 4242] if name == "alice" else [base],
+    )
+
+
+@pytest.mark.parametrize(
+    "command,flag,reason",
+    [
+        # a compromised hub asks for alice's home under someone else's uid
+        (f"ensure-home alice {UID + 1} {GID}", "--check-nss", f"has uid {UID} on"),
+        (f"ensure-home mallory {UID} {GID}", "--check-nss", "not in this host's"),
+        (f"ensure-home alice {UID} 5555", "--check-nss=uid-gid", "not in group 5555"),
+    ],
+)
+def test_helper_refuses_a_pair_its_directory_does_not_know(
+    tmp_path, monkeypatch, capsys, directory, command, flag, reason
+):
+    code, out, err = run_helper(monkeypatch, capsys, tmp_path, command, flag)
+    assert (code, out) == (2, "") and err.startswith("refused: ")
+    assert reason in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_helper_accepts_the_pair_its_directory_knows(
+    tmp_path, monkeypatch, capsys, directory
+):
+    for flag, gid in [("--check-nss", GID), ("--check-nss=uid-gid", 4242)]:
+        cmd = f"ensure-home alice {UID} {gid}"
+        code, _, err = run_helper(monkeypatch, capsys, tmp_path, cmd, flag)
+        assert code == 0, err
+    # off (the default) trusts the hub: documented in docs/storage.md
+    cmd = f"ensure-home mallory {UID} {GID}"
+    assert run_helper(monkeypatch, capsys, tmp_path, cmd)[0] == 0
+
+
+def test_helper_checks_the_real_user_database_as_a_process(tmp_path):
+    """nobody (uid 65534) is in every /etc/passwd."""
+    nobody = pwd.getpwnam("nobody")
+
+    def helper(command, *extra):
+        env = dict(os.environ, SSH_ORIGINAL_COMMAND=command)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from aaltohub.storage.storage_helper import main; main()",
+                "--root",
+                str(tmp_path),
+                "--min-uid",
+                "1000",
+                *extra,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    wrong = helper(f"ensure-home nobody 1001234 {nobody.pw_gid}", "--check-nss")
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert (
+        f"refused: user nobody has uid {nobody.pw_uid} on this host, but the hub"
+        " asked for uid 1001234" in wrong.stderr
+    )
+    unknown = helper("ensure-home no-such-user-x 1001234 70000", "--check-nss")
+    assert unknown.returncode == 2 and "not in this host's user database" in (
+        unknown.stderr
+    )
+    assert os.listdir(tmp_path) == []
+    if ROOT:
+        right = helper(
+            f"ensure-home nobody {nobody.pw_uid} {nobody.pw_gid}", "--check-nss=uid-gid"
+        )
+        assert right.returncode == 0, right.stderr
+        made = tmp_path / right.stdout.split()[1]
+        assert (made.stat().st_uid, made.stat().st_gid) == (
+            nobody.pw_uid,
+            nobody.pw_gid,
+        )
 
 
 # --- the remote provisioner over a stand-in ssh ---

@@ -14,9 +14,13 @@ import json
 import os
 import sys
 
+import yaml
+
 from ..catalog import CourseCatalog
 from ..catalog.edit import ArchiveError, set_archive_flag, write_atomically
 from ..course import Course
+from ..identity.static import parse_static_users
+from ..nbgrader_exchange import nss_uid
 from ..storage import course_dirs
 from ..storage.layout import LayoutError, StorageLayout
 
@@ -72,6 +76,21 @@ def _progress() -> argparse.ArgumentParser:
     return p
 
 
+def _submissions() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--student-uids",
+        metavar="SOURCE",
+        help="verify who made each nbgrader submission: 'nss' (this host's user"
+        " database, e.g. sssd with the campus directory) or a YAML/JSON file of"
+        " 'username: uid' (a StaticIdentity users file works too); a student it"
+        " does not know is reported. Without it, a submission is reported when"
+        " its owner also submitted under another name or its name has"
+        " submissions of several owners",
+    )
+    return p
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "course",
@@ -88,12 +107,12 @@ def register(sub) -> None:
     ).set_defaults(func=run_create)
     actions.add_parser(
         "check",
-        parents=[needs_root, _selection(), _progress()],
+        parents=[needs_root, _selection(), _progress(), _submissions()],
         help="report every wrong mode, owner or group and every leak; exit 1 if any",
     ).set_defaults(func=run_check)
     actions.add_parser(
         "fix",
-        parents=[needs_root, _selection(), _dry_run(), _progress()],
+        parents=[needs_root, _selection(), _dry_run(), _progress(), _submissions()],
         help="repair what check reports, touching only wrong entries",
     ).set_defaults(func=run_fix)
     actions.add_parser(
@@ -145,6 +164,33 @@ def _root(args) -> str:
     return args.storage_root
 
 
+def _student_uid(args):
+    """The ``--student-uids`` source as a lookup, or None when not given."""
+    source = getattr(args, "student_uids", None)
+    if not source:
+        return None
+    if source == "nss":
+        return nss_uid
+    try:
+        with open(source, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"--student-uids {source}: cannot read it: {e}") from None
+    try:
+        if isinstance(data, dict) and "users" in data:
+            return {n: i.uid for n, i in parse_static_users(data, source).items()}.get
+        if isinstance(data, dict) and all(
+            isinstance(k, str) and type(v) is int for k, v in data.items()
+        ):
+            return data.get
+    except ValueError as e:
+        raise UsageError(f"--student-uids {e}") from None
+    raise UsageError(
+        f"--student-uids {source}: expected 'username: uid' lines (numbers), or"
+        " a StaticIdentity users file; or pass 'nss'"
+    )
+
+
 def _select(args, catalog: CourseCatalog) -> list[Course]:
     if args.all:
         if args.slugs:
@@ -185,15 +231,25 @@ def _entries(layout, course, result):
         return []
 
 
-def _walk(args, courses, *, fix, dry_run=False, walk=True) -> course_dirs.Result:
+def _walk(
+    args, courses, *, fix, dry_run=False, walk=True, submissions=False
+) -> course_dirs.Result:
     layout, root = _layout(args), _root(args)
+    student_uid = _student_uid(args) if submissions else None
     total = course_dirs.Result()
     progress = course_dirs.Progress(getattr(args, "progress", None))
     for course in courses:
         entries = _entries(layout, course, total)
         total.extend(
             course_dirs.run(
-                root, entries, fix=fix, dry_run=dry_run, walk=walk, progress=progress
+                root,
+                entries,
+                fix=fix,
+                dry_run=dry_run,
+                walk=walk,
+                progress=progress,
+                submissions=submissions,
+                student_uid=student_uid,
             )
         )
     return total
@@ -250,15 +306,20 @@ def run_create(args) -> int:
 @_guard
 def run_check(args) -> int:
     courses = _select(args, _catalog(args))
-    result = _walk(args, courses, fix=False)
+    result = _walk(args, courses, fix=False, submissions=True)
+    by_hand = sum(not p.fixable for p in result.problems)
+    hints = []
+    if len(result.problems) > by_hand:
+        hints.append("run 'aaltohub course fix' to repair")
+    if by_hand:
+        hints.append(f"{by_hand} need a human ('fix' will not change them)")
     _emit(
         args,
         courses,
         result,
         [str(p) for p in result.problems],
         f"{len(courses)} course(s), {result.scanned:,} entries checked,"
-        f" {len(result.problems)} problem(s)"
-        + ("; run 'aaltohub course fix' to repair" if result.problems else ""),
+        f" {len(result.problems)} problem(s)" + "".join(f"; {h}" for h in hints),
     )
     return 1 if result.problems else 0
 
@@ -266,7 +327,7 @@ def run_check(args) -> int:
 @_guard
 def run_fix(args) -> int:
     courses = _select(args, _catalog(args))
-    result = _walk(args, courses, fix=True, dry_run=args.dry_run)
+    result = _walk(args, courses, fix=True, dry_run=args.dry_run, submissions=True)
     verb = "would make" if args.dry_run else "made"
     return _emit_changes(
         args,

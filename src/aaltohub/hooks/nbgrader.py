@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 from traitlets import Int, Unicode
 
+from .. import nbgrader_exchange
 from ..plan import SpawnContext, SpawnPlan
 from .base import SpawnHook
 
 CONFIG_FILE = "jupyter/nbgrader_config.py"
+#: The collect step's owner check, shipped next to the config so that it
+#: works in images without aaltohub (the config puts its directory on
+#: sys.path). Read once at import, never on the hub's event loop.
+EXCHANGE_MODULE_FILE = f"jupyter/{nbgrader_exchange.SHIPPED_MODULE}.py"
+EXCHANGE_MODULE_SOURCE = (
+    resources.files("aaltohub").joinpath("nbgrader_exchange.py").read_text("utf-8")
+)
+# Makes the shipped module importable: the directory of nbgrader_config.py
+# (traitlets gives config files their ``__file__``).
+SHIPPED_PATH_LINES = [
+    "import os, sys",
+    "aaltohub_dir = os.path.dirname(os.path.abspath(__file__))",
+    "if aaltohub_dir not in sys.path:",
+    "    sys.path.append(aaltohub_dir)",
+]
 
 
 class NbgraderHook(SpawnHook):
@@ -18,6 +36,11 @@ class NbgraderHook(SpawnHook):
     lines are appended verbatim: they are instructor-controlled
     configuration that nbgrader (not the hub) evaluates inside the server.
     The file reaches the server through ``JUPYTER_CONFIG_PATH``.
+
+    Instructors' servers also get :mod:`aaltohub.nbgrader_exchange` as
+    ``aaltohub_nbgrader_exchange.py`` next to the config, which puts its own
+    directory on ``sys.path`` (fixed lines, no data) and names that module's
+    ``VerifiedExchangeCollect`` as nbgrader's collect step.
     """
 
     timezone = Unicode(
@@ -70,11 +93,21 @@ class NbgraderHook(SpawnHook):
             ("ExecutePreprocessor.timeout", self.execute_timeout),
             ("Execute.timeout", self.execute_timeout),
             ("Validator.validate_all", True),
-            ("CollectApp.check_owner", False),
         ]
         if ctx.as_instructor:
             log = course_root.rstrip("/") + "/" + self.instructor_log_file
-            pairs.append(("NbGrader.logfile", log))
+            pairs += [
+                ("NbGrader.logfile", log),
+                # Students can name a submission after anyone; this collect
+                # step takes only those owned by the student they name.
+                ("ExchangeFactory.collect", nbgrader_exchange.COLLECT_CLASS),
+                # nbgrader's own owner check maps owners to names through the
+                # server's passwd, which has no students in a pod: it would
+                # warn about every submission, and it only warns. The step
+                # above replaces it. (nbgrader's hint names
+                # CollectApp.check_owner, but ExchangeCollect reads it.)
+                ("ExchangeCollect.check_owner", False),
+            ]
         return pairs
 
     def render(self, ctx: SpawnContext) -> str:
@@ -83,6 +116,8 @@ class NbgraderHook(SpawnHook):
             " written by aaltohub",
             "c = get_config()  # noqa",
         ]
+        if ctx.as_instructor:
+            lines += SHIPPED_PATH_LINES
         lines += [f"c.{key} = {value!r}" for key, value in self.settings(ctx)]
         if ctx.course.nbgrader_config.strip():
             lines += ["", "# From the course file:", ctx.course.nbgrader_config]
@@ -92,6 +127,8 @@ class NbgraderHook(SpawnHook):
         if ctx.course is None or not ctx.course.has_instructor_mode:
             return
         plan.files[CONFIG_FILE] = self.render(ctx)
+        if ctx.as_instructor:
+            plan.files[EXCHANGE_MODULE_FILE] = EXCHANGE_MODULE_SOURCE
         config_dir = f"{ctx.files_root}/jupyter"
         existing = plan.env.get("JUPYTER_CONFIG_PATH")
         plan.env["JUPYTER_CONFIG_PATH"] = (

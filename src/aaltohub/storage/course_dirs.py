@@ -6,21 +6,34 @@ symlink planted inside a course tree is never followed and never changed,
 and a walk never leaves the file system it started on. ``fix`` changes only
 entries that are wrong, so correct entries keep their ctime.
 
+A file with more than one hard link is never changed: its other names may
+be outside the course (another course's file, a system file), and changing
+the inode would change them too. Changes go through an ``O_PATH`` descriptor
+of the very inode that was checked, so a name swapped meanwhile for a
+symlink or a hard link is left alone.
+
+With ``submissions=True`` the entries of each nbgrader ``inbound`` are also
+judged by :func:`aaltohub.nbgrader_exchange.judge`: a submission whose owner
+is not the student it names is reported for a human to look at.
+
 Blocking by design (it is for the CLI); the hub never calls it on its loop.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from ..nbgrader_exchange import judge, scan_inbound
 from .layout import Entry, TreeRule
 from .progress import Progress
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -28,7 +41,9 @@ class Problem:
     """One thing wrong on storage; ``str()`` is the one-line report."""
 
     path: str
-    kind: str  # missing, mode, owner, group, access, symlink, not-a-directory, error
+    #: missing, mode, owner, group, access, symlink, not-a-directory,
+    #: hard-link, submission, error
+    kind: str
     message: str
     fixable: bool = True
 
@@ -78,12 +93,26 @@ def _bits_problems(path: str, perm: int, bad: int, rule_why: str) -> list[Proble
     return [Problem(path, "access", f"{x} (mode {_mode(perm)}){why}") for x in labels]
 
 
+#: A student's uid from their username, None if not known.
+StudentUid = Callable[[str], int | None]
+
+
 class _Walker:
-    def __init__(self, root: str, fix: bool, dry_run: bool, progress: Progress):
+    def __init__(
+        self,
+        root: str,
+        fix: bool,
+        dry_run: bool,
+        progress: Progress,
+        submissions: bool = False,
+        student_uid: StudentUid | None = None,
+    ):
         self.root = root
         self.fix = fix
         self.dry_run = dry_run
         self.progress = progress
+        self.submissions = submissions
+        self.student_uid = student_uid
         self.result = Result()
 
     # --- repair primitives ------------------------------------------------------
@@ -101,15 +130,26 @@ class _Walker:
         if chmod:
             old = _mode(stat.S_IMODE(st.st_mode))
             self.result.actions.append(f"{prefix}chmod {old} -> {_mode(mode)} {rel}")
-        if self.dry_run:
-            return
-        if chown:
-            os.chown(name, new_uid, new_gid, dir_fd=dir_fd, follow_symlinks=False)
-            # chown may clear setgid, so look at the mode again.
-            now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            chmod = mode is not None and mode != stat.S_IMODE(now.st_mode)
-        if chmod:
-            _chmod_nofollow(dir_fd, name, mode)
+        if not self.dry_run and (chown or chmod):
+            change_inode(dir_fd, name, st, (new_uid, new_gid) if chown else None, mode)
+
+    def _hard_linked(self, rel: str, st, problems: list[Problem]) -> None:
+        """Report an entry fix must not change because it has other links."""
+        for p in problems:
+            p.fixable = False
+            self.result.unfixed.append(p)
+        problem = Problem(
+            rel,
+            "hard-link",
+            f"has {st.st_nlink} hard links, so 'aaltohub course fix' leaves it"
+            " alone: another link may be outside the course, and changing the"
+            " file would change it there too. Find the links with 'find"
+            f" {self.root} -xdev -inum {st.st_ino}', replace the one in the course"
+            " with a copy (or remove it), then run 'aaltohub course fix'",
+            fixable=False,
+        )
+        self.result.problems.append(problem)
+        self.result.unfixed.append(problem)
 
     def _fail(self, problems: list[Problem], error: OSError, rel: str) -> None:
         for p in problems:
@@ -185,6 +225,8 @@ class _Walker:
                 self._fail(problems, e, rel)
         if entry.tree is not None:
             self.tree(pfd, name, rel, entry.tree, st.st_dev)
+        if self.submissions and entry.purpose == "exchange-inbound":
+            self.inbound(pfd, name, rel)
 
     def _expect(self, rel: str, st, entry: Entry) -> list[Problem]:
         out = []
@@ -305,53 +347,113 @@ class _Walker:
                 subdirs.append(entry.name)
             if not (bad or missing or wrong_gid):
                 continue
-            here = f"{rel}/{entry.name}"
-            problems = _bits_problems(here, perm, bad, rule.why) if bad else []
-            if missing:
-                problems.append(
-                    Problem(
-                        here,
-                        "mode",
-                        f"directory mode {_mode(perm)} lacks setgid, so new files"
-                        " leave the course group",
-                    )
-                )
-            if wrong_gid:
-                problems.append(
-                    Problem(
-                        here, "group", f"group gid {st.st_gid}, expected {want_gid}"
-                    )
-                )
-            result.problems += problems
-            if self.fix:
-                try:
-                    self._apply(
-                        fd,
-                        entry.name,
-                        here,
-                        st,
-                        None,
-                        want_gid if wrong_gid else None,
-                        (perm & ~forbid) | missing,
-                    )
-                except OSError as e:
-                    self._fail(problems, e, here)
+            self._wrong(fd, entry.name, f"{rel}/{entry.name}", st, rule, missing)
         self.progress.update(result.scanned, rel)
         return subdirs
 
+    def _wrong(self, fd: int, name: str, here: str, st, rule: TreeRule, missing: int):
+        """Report (and with fix, repair) one entry that breaks ``rule``."""
+        perm = stat.S_IMODE(st.st_mode)
+        bad = perm & rule.forbid
+        wrong_gid = rule.gid is not None and st.st_gid != rule.gid
+        problems = _bits_problems(here, perm, bad, rule.why) if bad else []
+        if missing:
+            problems.append(
+                Problem(
+                    here,
+                    "mode",
+                    f"directory mode {_mode(perm)} lacks setgid, so new files"
+                    " leave the course group",
+                )
+            )
+        if wrong_gid:
+            problems.append(
+                Problem(here, "group", f"group gid {st.st_gid}, expected {rule.gid}")
+            )
+        self.result.problems += problems
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            self._hard_linked(here, st, problems)
+            return
+        if self.fix:
+            gid = rule.gid if wrong_gid else None
+            try:
+                self._apply(fd, name, here, st, None, gid, (perm & ~bad) | missing)
+            except OSError as e:
+                self._fail(problems, e, here)
 
-def _chmod_nofollow(dir_fd: int, name: str, mode: int) -> None:
-    try:
-        os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
-    except NotImplementedError:
-        # Older libc: chmod the inode through an O_PATH descriptor instead.
-        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    # --- nbgrader submissions -----------------------------------------------
+    def inbound(self, pfd: int, name: str, rel: str) -> None:
+        """Report submissions in an inbound that are not the named student's."""
         try:
-            if stat.S_ISLNK(os.fstat(fd).st_mode):
-                raise OSError(errno.ELOOP, "refusing to chmod a symlink", name)
-            os.chmod(f"/proc/self/fd/{fd}", mode)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        except OSError as e:
+            self.result.problems.append(_open_problem(rel, e))
+            return
+        try:
+            entries = scan_inbound(fd)
+        except OSError as e:
+            self.result.problems.append(_open_problem(rel, e))
+            return
         finally:
             os.close(fd)
+        self.result.scanned += len(entries)
+        uid_of = self.student_uid or _no_uid
+        reasons = judge(entries, uid_of, require_known=self.student_uid is not None)
+        for entry_name, why in sorted(reasons.items()):
+            problem = Problem(
+                f"{rel}/{entry_name}",
+                "submission",
+                f"{why}; nbgrader collect would take it as that student's. Look"
+                " at it ('ls -lan'), remove it as root if the student did not"
+                " make it (inbound is sticky), then run 'aaltohub course check'",
+                fixable=False,
+            )
+            self.result.problems.append(problem)
+            self.result.unfixed.append(problem)
+
+
+def _no_uid(username: str) -> None:
+    return None
+
+
+@functools.cache
+def _proc_fd_works() -> bool:
+    return os.path.isdir("/proc/self/fd")
+
+
+def change_inode(dir_fd: int, name: str, st, owner, mode) -> None:
+    """chown (``owner``: (uid, gid) or None) and chmod (``mode`` or None) the
+    inode ``st`` describes, found as ``name`` in ``dir_fd``, and nothing else.
+
+    Works through an ``O_PATH`` descriptor and ``/proc/self/fd``, so a name
+    swapped since ``st`` was taken (for a symlink, another file, a hard link
+    to a file outside the course) is refused, never changed.
+    """
+    if not _proc_fd_works():
+        raise OSError(errno.ENOSYS, "/proc is not mounted; mount it and run again")
+    fd = os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or stat.S_ISLNK(
+            now.st_mode
+        ):
+            raise OSError(
+                errno.ESTALE,
+                "it was replaced while being checked; run the command again",
+            )
+        if not stat.S_ISDIR(now.st_mode) and now.st_nlink > 1:
+            raise OSError(
+                errno.EMLINK,
+                f"it has {now.st_nlink} hard links now; see 'aaltohub course check'",
+            )
+        inode = f"/proc/self/fd/{fd}"  # this very inode, whatever the name is now
+        if owner is not None:
+            os.chown(inode, *owner)
+            now = os.fstat(fd)  # chown may clear setgid, so look again
+        if mode is not None and mode != stat.S_IMODE(now.st_mode):
+            os.chmod(inode, mode)
+    finally:
+        os.close(fd)
 
 
 def _open_path(root_fd: int, rel: str) -> int:
@@ -393,14 +495,19 @@ def run(
     dry_run: bool = False,
     walk: bool = True,
     progress: Progress | None = None,
+    submissions: bool = False,
+    student_uid: StudentUid | None = None,
 ) -> Result:
     """Check ``entries`` under ``root``; with ``fix``, create and repair.
 
     ``walk=False`` looks at the expected directories only, not their
     contents (what ``course create`` and ``course list`` need).
+    ``submissions=True`` also judges each nbgrader inbound's submissions;
+    ``student_uid`` maps a student to their uid (None: unknown), and when it
+    is given, a student it does not know is a problem too.
     """
     progress = progress or Progress(enabled=False)
-    walker = _Walker(root, fix, dry_run, progress)
+    walker = _Walker(root, fix, dry_run, progress, submissions and walk, student_uid)
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:

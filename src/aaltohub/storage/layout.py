@@ -16,7 +16,7 @@ mount::
     exchange/<dir>/               2775
     exchange/<dir>/<slug>/        2775  nbgrader's course directory
     exchange/<dir>/<slug>/outbound 2775 released assignments, readable
-    exchange/<dir>/<slug>/inbound  2773 students write, cannot list
+    exchange/<dir>/<slug>/inbound  3773 students write, cannot list, sticky
     exchange/<dir>/<slug>/feedback 2771 students reach their own, cannot list
 
 ``<dir>`` is the course's ``coursedir_slug`` (default: its slug) and
@@ -41,7 +41,13 @@ from .paths import StoragePaths
 # + g+r; feedback 0711 + setgid + g+rw.
 NBGRADER_COURSE_MODE = 0o2775
 NBGRADER_OUTBOUND_MODE = 0o2775
-NBGRADER_INBOUND_MODE = 0o2773
+# Inbound adds the sticky bit to nbgrader's mode: everyone who may submit can
+# write there, and without it any of them could rename or remove another
+# student's submission (or put their own in its place). Instructors still
+# list and read (group r-x) and nbgrader's collect only copies; removing a
+# submission now takes its owner or root. nbgrader leaves the mode of an
+# existing inbound alone when groupshared, so the bit stays.
+NBGRADER_INBOUND_MODE = 0o3773
 NBGRADER_FEEDBACK_MODE = 0o2771
 
 WRITE_BITS = 0o222
