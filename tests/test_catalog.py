@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import os
 import textwrap
 
 import pytest
+import yaml
+from traitlets import TraitError
 
 from aaltohub.access import Viewer
 from aaltohub.catalog import CourseCatalog
+from aaltohub.catalog.directory import CourseLoader, limited_loader
 from aaltohub.cli import main as cli_main
 from conftest import write_catalog
 
@@ -119,10 +124,14 @@ async def test_reload_reparses_only_changed_files(catalog_dir, monkeypatch):
     import aaltohub.catalog.directory as mod
 
     real = mod._read_yaml
-    monkeypatch.setattr(mod, "_read_yaml", lambda p, s: parsed.append(p) or real(p, s))
+    monkeypatch.setattr(
+        mod,
+        "_read_yaml",
+        lambda fd, name, *a: parsed.append(name) or real(fd, name, *a),
+    )
     touch_later(catalog_dir / "intro.yaml", "name: Renamed intro\ngid: 70001\n")
     await catalog.ensure_fresh()
-    assert parsed == [str(catalog_dir / "intro.yaml")]
+    assert parsed == ["intro.yaml"]
     assert catalog.get("intro").name == "Renamed intro"
     assert catalog.get("intro").students == {"student1"}  # roster still merged
 
@@ -209,3 +218,260 @@ def test_validate_command_missing_directory(tmp_path, capsys):
 def test_write_catalog_helper_round_trip(tmp_path):
     # the fixture data itself must be valid, or every other test is moot
     assert load(write_catalog(tmp_path / "c")).problems() == []
+
+
+# --- course files are untrusted input -------------------------------------------------
+def problem_of(catalog: CourseCatalog, slug: str) -> str:
+    assert catalog.get(slug) is None, f"{slug} must not be offered"
+    return catalog.errors[slug]
+
+
+def test_override_allow_list_is_enforced_at_load(catalog_dir):
+    (catalog_dir / "root.yaml").write_text(
+        "name: Root\nkubespawner_override:\n  uid: 0\n  privileged: true\n"
+    )
+    (catalog_dir / "prio.yaml").write_text(
+        "kubespawner_override: {priority_class_name: high}\n"
+    )
+    catalog = load(catalog_dir)
+    message = problem_of(catalog, "root")
+    assert message.startswith("course file root.yaml: kubespawner_override key 'uid'")
+    assert "is not allowed" in message
+    assert "extra_override_keys" in problem_of(catalog, "prio")
+    # the deployer may widen the list, but never with a key that weakens isolation
+    wide = CourseCatalog(
+        path=str(catalog_dir), extra_override_keys={"priority_class_name"}
+    ).load()
+    assert wide.get("prio").kubespawner_override == {"priority_class_name": "high"}
+    assert wide.get("root") is None
+    with pytest.raises(TraitError, match=r"'privileged'.*can never"):
+        CourseCatalog(path=str(catalog_dir), extra_override_keys={"privileged"})
+
+
+def test_validate_command_refuses_dangerous_overrides(catalog_dir, capsys):
+    (catalog_dir / "x.yaml").write_text(
+        "kubespawner_override:\n  extra_pod_config: {hostPID: true}\n"
+    )
+    assert cli_main(["validate", str(catalog_dir)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "error: course file x.yaml: kubespawner_override key 'extra_pod_config'"
+        " is not allowed" in out
+    )
+
+
+def test_validate_command_takes_the_deployers_extra_override_keys(catalog_dir, capsys):
+    (catalog_dir / "x.yaml").write_text(
+        "kubespawner_override: {priority_class_name: a}\n"
+    )
+    assert cli_main(["validate", str(catalog_dir)]) == 1
+    assert "c.CourseCatalog.extra_override_keys" in capsys.readouterr().out
+    args = ["validate", str(catalog_dir), "--extra-override-key", "priority_class_name"]
+    assert cli_main(args) == 0
+    assert cli_main([*args, "--extra-override-key", "uid"]) == 2
+    assert "'uid' can never be set by a course file" in capsys.readouterr().out
+
+
+def unblock_fifo(path) -> None:
+    """Give a reader stuck in open() of the FIFO its end of file."""
+    with contextlib.suppress(OSError):  # ENXIO: nobody waits, nothing to do
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_fifo_named_yaml_does_not_block_the_scan(catalog_dir):
+    fifo = catalog_dir / "x.yaml"
+    os.mkfifo(fifo)
+    (catalog_dir / "d.yaml").mkdir()
+    catalog = CourseCatalog(path=str(catalog_dir), reload_interval=0)
+    try:
+        await asyncio.wait_for(catalog.ensure_fresh(), timeout=5)
+    finally:
+        unblock_fifo(fifo)
+    assert problem_of(catalog, "x") == (
+        "course file x.yaml: not a regular file (a FIFO); a course file must be"
+        " a plain file"
+    )
+    assert "not a regular file (a directory)" in problem_of(catalog, "d")
+    assert {"intro", "ml-private", "exam", "old", "nogid"} <= set(catalog.courses)
+
+
+def test_symlinks_are_followed_only_inside_the_directory(tmp_path, catalog_dir):
+    (tmp_path / "secret.yaml").write_text("name: hub secret\n")
+    (catalog_dir / "leak.yaml").symlink_to(tmp_path / "secret.yaml")
+    (catalog_dir / "up.yaml").symlink_to("../secret.yaml")
+    (catalog_dir / "intro-2027.yaml").symlink_to("intro.yaml")
+    # a Kubernetes ConfigMap mount: x.yaml -> ..data/x.yaml, ..data -> ..2026_01
+    (catalog_dir / "..2026_01").mkdir()
+    (catalog_dir / "..2026_01" / "cm.yaml").write_text("name: From a ConfigMap\n")
+    (catalog_dir / "..data").symlink_to("..2026_01")
+    (catalog_dir / "cm.yaml").symlink_to("..data/cm.yaml")
+    catalog = load(catalog_dir)
+    assert catalog.get("intro-2027").name == "Introduction to Programming"
+    assert catalog.get("cm").name == "From a ConfigMap"
+    for slug in ("leak", "up"):
+        message = problem_of(catalog, slug)
+        assert message.startswith(f"course file {slug}.yaml: symlink leads outside")
+        assert "hub secret" not in message
+
+
+def test_file_size_is_limited(catalog_dir):
+    assert CourseCatalog().max_file_size == 1024 * 1024
+    text = "name: Big\ndescription: " + "x" * 200
+    (catalog_dir / "big.yaml").write_text(text)
+    catalog = CourseCatalog(path=str(catalog_dir), max_file_size=100).load()
+    message = problem_of(catalog, "big")
+    assert message.startswith(f"course file big.yaml: the file has {len(text)} bytes")
+    assert "c.CourseCatalog.max_file_size (100)" in message
+    assert catalog.get("nogid") is not None  # small enough
+
+
+def test_deep_nesting_is_refused(catalog_dir):
+    depth = 200
+    (catalog_dir / "deep.yaml").write_text("name: " + "[" * depth + "]" * depth + "\n")
+    message = problem_of(load(catalog_dir), "deep")
+    assert message.startswith("course file deep.yaml: invalid YAML at line 1:")
+    assert "nested deeper than" in message
+
+
+# Each level repeats the one before ten times: 10**5 scalars from 50 aliases.
+BOMB = """\
+name:
+  - &a [x, x, x, x, x, x, x, x, x, x]
+  - &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+  - &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+  - &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+  - &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+"""
+
+
+def test_alias_expansion_is_limited(catalog_dir):
+    (catalog_dir / "bomb.yaml").write_text(BOMB)
+    message = problem_of(load(catalog_dir), "bomb")
+    assert message.startswith("course file bomb.yaml: invalid YAML at line")
+    assert "aliases expand to more than" in message
+    assert len(message) < 300
+
+
+def test_a_few_aliases_are_fine(catalog_dir):
+    (catalog_dir / "shared.yaml").write_text(
+        "resources:\n  student: &r {cpu_limit: 2, mem_limit: 2G}\n  instructor: *r\n"
+    )
+    course = load(catalog_dir).get("shared")
+    assert course.resources["student"] == course.resources["instructor"]
+
+
+@pytest.mark.parametrize(
+    "name,text,line,key",
+    [
+        ("dup.yaml", "name: Dup\nprivate: true\nprivate: false\n", 3, "private"),
+        (
+            "dup.yaml",
+            "kubespawner_override:\n  environment: {A: '1', A: '2'}\n",
+            2,
+            "A",
+        ),
+        ("dup-users.yaml", "students: [a]\n'students': [b]\n", 2, "students"),
+    ],
+)
+def test_duplicate_keys_are_refused(catalog_dir, name, text, line, key):
+    (catalog_dir / "dup.yaml").write_text("name: Dup\n")
+    (catalog_dir / name).write_text(text)
+    message = problem_of(load(catalog_dir), "dup")
+    assert message.startswith(f"course file {name}: invalid YAML at line {line}:")
+    assert f"duplicate key '{key}'" in message
+
+
+def test_merge_keys_may_be_overridden(catalog_dir):
+    (catalog_dir / "merge.yaml").write_text(
+        "resources:\n  student: &r {cpu_limit: 2, mem_limit: 2G}\n"
+        "  instructor: {<<: *r, cpu_limit: 4}\n"
+    )
+    course = load(catalog_dir).get("merge")
+    assert course.resources["instructor"].cpu_limit == 4
+    assert course.resources["instructor"].mem_limit == "2G"
+
+
+BREAKAGES = {
+    "fifo": None,
+    "oversized": "name: x\ndescription: " + "x" * (1024 * 1024) + "\n",
+    "deep-repr": "name: " + "[" * 990 + "]" * 990 + "\n",
+    "bomb": BOMB,
+    "duplicate": "name: x\nname: y\n",
+    "infinite-cull": "cull: {inactive_timeout: .inf}\n",
+    "bad-date": "image: [standard, 2024-13-45]\n",
+    "privileged": "kubespawner_override: {privileged: true}\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BREAKAGES))
+async def test_a_bad_file_fails_alone_and_the_rest_keeps_serving(catalog_dir, kind):
+    catalog = load(catalog_dir)
+    before = {s: c for s, c in catalog.courses.items() if s != "intro"}
+    target = catalog_dir / "intro.yaml"
+    target.unlink()
+    if BREAKAGES[kind] is None:
+        os.mkfifo(target)
+    else:
+        target.write_text(BREAKAGES[kind])
+    try:
+        await asyncio.wait_for(catalog.ensure_fresh(), timeout=10)
+    finally:
+        if BREAKAGES[kind] is None:
+            unblock_fifo(target)
+    assert problem_of(catalog, "intro").startswith("course file intro.yaml: ")
+    assert len(catalog.errors["intro"]) < 500
+    assert {s: c for s, c in catalog.courses.items()} == before  # untouched
+    # and a fix is picked up
+    target.unlink()
+    touch_later(target, "name: Fixed\n")
+    await catalog.ensure_fresh()
+    assert catalog.get("intro").name == "Fixed"
+
+
+def test_broken_images_file_of_any_shape_keeps_the_previous_table(catalog_dir):
+    catalog = load(catalog_dir)
+    for text, expected in (
+        ("series: [a, b]\n", "series must map NAME: [[YYYY-MM-DD, image], ...]"),
+        (
+            "series: {s: [[2024-01-01, a], [2024-01-01 10:00:00, b]]}\n",
+            "series 's' must be a list of [YYYY-MM-DD, image] pairs",
+        ),
+        ("aliases: {A: x}\naliases: {B: y}\n", "duplicate key 'aliases'"),
+    ):
+        touch_later(catalog_dir / "IMAGES.yaml", text)
+        catalog.apply(catalog.scan())
+        assert catalog.problems()[0].startswith("images file IMAGES.yaml: ")
+        assert expected in catalog.problems()[0]
+        assert catalog.image_for(catalog.get("intro"), "student") == (
+            "example/notebook:5.0"
+        )
+
+
+@pytest.mark.parametrize("base", [yaml.SafeLoader, getattr(yaml, "CSafeLoader", None)])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("a: 1\nb: 2\na: 3\n", "duplicate key 'a'"),
+        ("a: &x [*x]\n", "an alias refers to a value that contains it"),
+        (BOMB, "aliases expand to more than 10000 values"),
+        ("a: " + "[" * 33 + "]" * 33, "nested deeper than 32 levels"),
+        ("a: " + "[" * 990 + "]" * 990, "nested deeper than 32 levels"),
+        # an alias may not carry a value past the limit either
+        ("a: &x " + "[" * 30 + "]" * 30 + "\nb: [[[*x]]]\n", "nested deeper than"),
+    ],
+)
+def test_loader_limits_with_and_without_libyaml(base, text, problem):
+    if base is None:
+        pytest.skip("PyYAML without libyaml")
+    loader = limited_loader(base)(text)
+    try:
+        with pytest.raises(yaml.YAMLError) as e:
+            loader.get_single_data()
+    finally:
+        loader.dispose()
+    assert problem in str(e.value)
+
+
+def test_course_files_use_libyaml_when_it_limits_nesting_itself():
+    if getattr(yaml, "CSafeLoader", None):
+        assert issubclass(CourseLoader, yaml.CSafeLoader)

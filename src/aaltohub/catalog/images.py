@@ -70,7 +70,8 @@ def parse_images(data, source: str) -> ImageTable:
     unknown = set(data) - {"aliases", "series"}
     if unknown:
         raise CourseError(
-            f"images file {source}: unknown key(s) {sorted(unknown)};"
+            # str(): YAML keys may be numbers or null, which do not sort
+            f"images file {source}: unknown key(s) {sorted(map(str, unknown))};"
             " allowed: aliases, series"
         )
     aliases = data.get("aliases") or {}
@@ -78,14 +79,20 @@ def parse_images(data, source: str) -> ImageTable:
         isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
     ):
         raise CourseError(f"images file {source}: aliases must map NAME: image")
+    raw_series = data.get("series") or {}
+    if not isinstance(raw_series, dict):
+        raise CourseError(
+            f"images file {source}: series must map NAME: [[YYYY-MM-DD, image], ...]"
+        )
     series = {}
-    for name, entries in (data.get("series") or {}).items():
+    for name, entries in raw_series.items():
         pairs = []
         for entry in entries if isinstance(entries, list) else [None]:
             if (
                 not isinstance(entry, list)
                 or len(entry) != 2
-                or not isinstance(entry[0], datetime.date)
+                # a date, not a datetime: the two cannot be sorted together
+                or type(entry[0]) is not datetime.date
                 or not isinstance(entry[1], str)
             ):
                 raise CourseError(

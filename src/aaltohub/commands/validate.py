@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from traitlets import TraitError
+
 from ..catalog import CourseCatalog
 
 
@@ -17,6 +19,14 @@ def register(sub) -> None:
     )
     p.add_argument("path", metavar="DIR", help="course catalog directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--extra-override-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a kubespawner_override key the hub allows beyond the built-in"
+        " list (c.CourseCatalog.extra_override_keys); repeat for each key",
+    )
     p.set_defaults(func=run)
 
 
@@ -24,7 +34,14 @@ def run(args) -> int:
     if not os.path.isdir(args.path):
         print(f"error: {args.path} is not a directory")
         return 2
-    catalog = CourseCatalog(path=args.path).load()
+    try:
+        catalog = CourseCatalog(
+            path=args.path, extra_override_keys=set(args.extra_override_key)
+        )
+    except TraitError as e:
+        print(f"error: {e}")
+        return 2
+    catalog.load()
     problems = catalog.problems()
     if args.json:
         print(

@@ -1,0 +1,223 @@
+"""course.py: validation of one course file, above all its kubespawner_override.
+
+A course file is written by a course editor, who is trusted less than the
+deployer: nothing in it may weaken a server's isolation.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from aaltohub.course import (
+    ALLOWED_OVERRIDE_KEYS,
+    REFUSED_OVERRIDE_KEYS,
+    CourseError,
+    build_course,
+)
+
+
+def override(value, **kwargs):
+    return build_course("c", {"kubespawner_override": value}, **kwargs)
+
+
+def refused(value, **kwargs) -> str:
+    with pytest.raises(CourseError) as e:
+        override(value, **kwargs)
+    message = str(e.value)
+    assert message.startswith("course file c.yaml: "), message
+    return message
+
+
+# --- 1. the allow-list --------------------------------------------------------------
+def test_allowed_keys_load_with_their_values():
+    value = {
+        "image": "quay.io/jupyter/scipy-notebook:2025-01-06",
+        "cpu_limit": 2,
+        "cpu_guarantee": 0.5,
+        "mem_limit": "4G",
+        "mem_guarantee": 2**30,
+        "extra_resource_limits": {"nvidia.com/gpu": "1"},
+        "extra_resource_guarantees": {"nvidia.com/gpu": 1},
+        "node_selector": {"cs-aalto/gpu": "true", "kubernetes.io/hostname": "n3"},
+        "tolerations": [
+            {"key": "cs-aalto/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "cs-aalto/app", "operator": "Equal", "value": "jupyter"},
+            {"key": "hub.jupyter.org/dedicated", "value": "user"},  # z2jh's
+        ],
+        "extra_labels": {"course-term": "2026-spring", "team": "{username}"},
+        "extra_annotations": {"example.org/owner": "Course {username}"},
+        "environment": {"OMP_NUM_THREADS": "2", "COURSE_API": "https://x/{username}"},
+        "default_url": "/lab/tree/notebooks",
+    }
+    assert set(value) <= ALLOWED_OVERRIDE_KEYS
+    assert override(value).kubespawner_override == value
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("uid", 0),
+        ("gid", 0),
+        ("fs_gid", 0),
+        ("supplemental_gids", [0]),
+        ("privileged", True),
+        ("allow_privilege_escalation", True),
+        ("container_security_context", {"runAsUser": 0}),
+        ("pod_security_context", {"runAsUser": 0}),
+        ("extra_pod_config", {"hostPID": True}),
+        ("extra_container_config", {"securityContext": {"privileged": True}}),
+        ("extra_containers", [{"name": "x", "image": "busybox"}]),
+        ("volumes", [{"name": "root", "hostPath": {"path": "/"}}]),
+        ("volume_mounts", [{"name": "root", "mountPath": "/host"}]),
+        ("service_account", "hub"),
+        ("automount_service_account_token", True),
+        ("init_containers", [{"name": "x", "image": "busybox"}]),
+        ("lifecycle_hooks", {"postStart": {"exec": {"command": ["sh"]}}}),
+        ("cmd", ["bash", "-c", "id"]),
+        ("hub_connect_url", "http://evil.example.org"),
+        ("env_keep", ["JUPYTERHUB_CRYPT_KEY"]),
+        ("server_token_scopes", ["admin:users"]),
+        ("pvc_name_template", "claim-otheruser"),
+        ("namespace", "kube-system"),
+    ],
+)
+def test_keys_that_weaken_isolation_are_always_refused(key, value):
+    assert key in REFUSED_OVERRIDE_KEYS
+    message = refused({key: value})
+    assert f"kubespawner_override key '{key}' is not allowed" in message
+    assert "cannot change uid, gid, security context, privileges" in message
+    # ... and the deployer cannot allow them either
+    message = refused({key: value}, extra_override_keys={key})
+    assert f"kubespawner_override key '{key}' is not allowed" in message
+
+
+def test_other_keys_are_refused_unless_the_deployer_allows_them():
+    message = refused({"priority_class_name": "high"})
+    assert "kubespawner_override key 'priority_class_name' is not allowed" in message
+    assert "c.CourseCatalog.extra_override_keys" in message
+    course = override(
+        {"priority_class_name": "high"}, extra_override_keys={"priority_class_name"}
+    )
+    assert course.kubespawner_override == {"priority_class_name": "high"}
+
+
+def test_reference_deployment_keys_point_to_their_course_keys():
+    assert "use the course key 'cull'" in refused({"cull_inactive_time": 3600})
+    assert "use the course key 'jupyterlab'" in refused({"x_jupyter_enable_lab": True})
+    assert "the hub sets it" in refused({"course_slug": "other"})
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ({"cpu_limit": "lots"}, "'cpu_limit' must be a non-negative number"),
+        ({"cpu_limit": float("inf")}, "'cpu_limit' must be a non-negative number"),
+        ({"mem_limit": "4 gigs"}, "'mem_limit' must be bytes or a size"),
+        ({"image": ""}, "'image' must be an image name"),
+        ({"image": "a b"}, "'image' must be an image name"),
+        ({"node_selector": {"gpu": True}}, "quote it"),
+        ({"node_selector": {"gpu": None}}, "kubespawner_override.node_selector"),
+        ({"node_selector": ["gpu"]}, "must be a mapping"),
+        (
+            {"node_selector": {"hub.jupyter.org/node-purpose": "core"}},
+            "is reserved for the hub",
+        ),
+        ({"extra_resource_limits": {"nvidia.com/gpu": "many"}}, "quantity"),
+        ({"tolerations": {"key": "x"}}, "must be a list of tolerations"),
+        ({"tolerations": [{"operator": "Exists"}]}, "needs a 'key'"),
+        ({"tolerations": [{"key": "x", "effect": "Sometimes"}]}, "'effect'"),
+        ({"tolerations": [{"key": "x", "hostPath": "/"}]}, "hostPath' is unknown"),
+        (
+            {"tolerations": [{"key": "node-role.kubernetes.io/control-plane"}]},
+            "is reserved for the hub",
+        ),
+        ({"extra_labels": {"component": "singleuser-server"}}, "reserved"),
+        ({"extra_labels": {"hub.jupyter.org/network-access-hub": "true"}}, "reserved"),
+        ({"extra_labels": {"bad key!": "x"}}, "not a valid Kubernetes key"),
+        (
+            {
+                "extra_annotations": {
+                    "container.apparmor.security.beta.kubernetes.io/notebook": "x"
+                }
+            },
+            "reserved",
+        ),
+        ({"extra_annotations": {"aaltohub/file.x": "x"}}, "reserved"),
+        ({"environment": {"FOO": {"valueFrom": {"secretKeyRef": {}}}}}, "text"),
+        ({"environment": {"FOO": True}}, "quote it"),
+        ({"environment": {"FOO BAR": "x"}}, "not a valid variable name"),
+        ({"environment": {"X": "{username.__class__}"}}, "'{username.__class__}'"),
+        ({"environment": {"X": "{"}}, "write '{{' or '}}'"),
+        ({"default_url": "https://evil.example.org/"}, "a path"),
+        ({"default_url": "//evil.example.org/"}, "a path"),
+    ],
+)
+def test_override_values_are_type_checked(value, expected):
+    message = refused(value)
+    [key] = value
+    assert f"kubespawner_override.{key}" in message or f"'{key}'" in message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "NB_UID",
+        "NB_GID",
+        "NB_USER",
+        "NB_GROUP",
+        "NB_UMASK",
+        "NB_SUPPLEMENTARY_GROUPS",
+        "GRANT_SUDO",
+        "CHOWN_HOME",
+        "JUPYTERHUB_API_URL",
+        "JUPYTERHUB_API_TOKEN",
+        "JPY_API_TOKEN",
+        "JUPYTER_CONFIG_PATH",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_AUTHOR_EMAIL",
+        "LD_PRELOAD",
+        "PATH",
+        "PYTHONPATH",
+        "BASH_ENV",
+        "HOME",
+        "AALTO_NB_ENABLE_FORMGRADER",
+        "AALTOHUB_QUOTA_NOTICE",
+    ],
+)
+def test_environment_cannot_change_identity_or_what_runs(name):
+    message = refused({"environment": {name: "x"}})
+    assert f"'kubespawner_override.environment': variable '{name}'" in message
+    assert "is set by the hub" in message
+
+
+def test_override_must_be_a_mapping_of_names():
+    assert "must be a mapping of KubeSpawner options" in refused(["image"])
+    assert "must be a mapping of KubeSpawner options" in refused({1: "x"})
+
+
+# --- numbers, dates: values that crashed the catalog --------------------------------
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"cull": {"inactive_timeout": float("inf")}},
+        {"cull": {"max_age": float("nan")}},
+        {"resources": {"student": {"cpu_limit": float("nan")}}},
+    ],
+)
+def test_non_finite_numbers_are_refused(data):
+    with pytest.raises(CourseError, match="must be a non-negative number"):
+        build_course("c", data)
+
+
+def test_dated_image_needs_a_date_not_a_time():
+    with pytest.raises(CourseError, match=r"\[series, YYYY-MM-DD\]"):
+        build_course("c", {"image": ["standard", datetime.datetime(2024, 1, 1, 10)]})
+
+
+def test_long_values_are_shortened_in_messages():
+    with pytest.raises(CourseError) as e:
+        build_course("c", {"gid": [list(range(1000))] * 1000})
+    assert len(str(e.value)) < 400
