@@ -20,13 +20,12 @@ from hypothesis import strategies as st
 
 from aaltohub.catalog import CourseCatalog
 from aaltohub.course import (
-    ALLOWED_OVERRIDE_KEYS,
     FIELDS,
-    REFUSED_OVERRIDE_KEYS,
     ROLES,
     CourseError,
     build_course,
 )
+from aaltohub.course_overrides import ALLOWED_OVERRIDE_KEYS, REFUSED_OVERRIDE_KEYS
 
 FUZZ = settings(
     max_examples=200,

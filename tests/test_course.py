@@ -10,12 +10,8 @@ import datetime
 
 import pytest
 
-from aaltohub.course import (
-    ALLOWED_OVERRIDE_KEYS,
-    REFUSED_OVERRIDE_KEYS,
-    CourseError,
-    build_course,
-)
+from aaltohub.course import CourseError, build_course
+from aaltohub.course_overrides import ALLOWED_OVERRIDE_KEYS, REFUSED_OVERRIDE_KEYS
 
 
 def override(value, **kwargs):

@@ -19,9 +19,7 @@ alias bombs and duplicate keys. A bad file fails alone.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
-import stat
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,8 +27,6 @@ from dataclasses import dataclass, field
 import yaml
 from traitlets import Float, Int, Set, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
-from yaml.composer import ComposerError
-from yaml.nodes import MappingNode, ScalarNode
 
 from .. import metrics
 from ..access import RoleRules, Viewer, visible_roles
@@ -40,20 +36,13 @@ from ..course import (
     Course,
     CourseError,
     build_course,
-    override_key_refused,
 )
+from ..course_overrides import override_key_refused
 from .images import ImageTable, parse_images
+from .safe_files import Refused, read_bytes
+from .safe_yaml import load_yaml
 
 ROSTER_SUFFIX = "-users"
-
-#: Collections nested deeper than this are refused. Course files nest about
-#: five levels; libyaml's own limit is 1000, and older libyaml versions
-#: recurse in C without any limit (a segfault, not an exception).
-MAX_DEPTH = 32
-#: Values that aliases may repeat, in total, per file. A few shared blocks
-#: stay far below; a "billion laughs" file is refused at its fourth level.
-MAX_ALIAS_EXPANSION = 10_000
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass
@@ -73,228 +62,11 @@ class ScanResult:
 
 
 # --- a YAML loader for untrusted files ---------------------------------------------
-def _libyaml_limits_depth() -> bool:
-    """Whether libyaml refuses deep nesting itself (0.2.5 and later stop at
-    1000 levels). With an older libyaml, PyYAML's C composer recurses on the
-    C stack as deep as a file nests: a crash, not an exception."""
-    depth = 1100  # deep enough to hit the limit, shallow enough to be safe
-    try:
-        yaml.load("[" * depth + "]" * depth, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError:
-        return True
-    return False
-
-
-# libyaml's safe loader is ~10x faster than the pure-Python one; same rules.
-_BASE_LOADER = (
-    yaml.CSafeLoader
-    if getattr(yaml, "CSafeLoader", None) and _libyaml_limits_depth()
-    else yaml.SafeLoader
-)
-
-
-class _Checker:
-    """Limits on a composed document, before anything is built from it.
-
-    Aliases are shared node objects, so the document stays small; what they
-    would expand to (in a repr(), a JSON manifest, a deep copy) is counted.
-    Only collections are visited one by one; recursion depth is bounded by
-    MAX_DEPTH."""
-
-    def __init__(self):
-        self.done: dict[int, tuple[int, int]] = {}  # node -> (size, height)
-        self.open: set[int] = set()  # collections being visited
-        self.expanded = 0  # nodes that aliases repeat
-
-    def visit(self, node, depth: int) -> tuple[int, int]:
-        """(expanded size, height) of a collection at nesting level depth."""
-        if depth > MAX_DEPTH:
-            raise _problem(f"values are nested deeper than {MAX_DEPTH} levels", node)
-        if type(node) is MappingNode:
-            _check_keys(node)
-            children = [child for pair in node.value for child in pair]
-        else:
-            children = node.value
-        self.open.add(id(node))
-        size, height = 1 + len(children), 1
-        for child in children:
-            if type(child) is ScalarNode:
-                continue  # a repeated scalar costs what its alias costs
-            known = self.done.get(id(child))
-            if known is None:
-                if id(child) in self.open:
-                    raise _problem("an alias refers to a value that contains it", node)
-                known = self.visit(child, depth + 1)
-            else:  # met before: this is an alias of it
-                self.expanded += known[0]
-                if self.expanded > MAX_ALIAS_EXPANSION:
-                    raise _problem(
-                        f"aliases expand to more than {MAX_ALIAS_EXPANSION} values;"
-                        " write the values out or use fewer aliases",
-                        node,
-                    )
-                if depth + known[1] > MAX_DEPTH:
-                    raise _problem(
-                        f"values are nested deeper than {MAX_DEPTH} levels", node
-                    )
-            size += known[0] - 1
-            height = max(height, known[1] + 1)
-        self.open.discard(id(node))
-        self.done[id(node)] = (size, height)
-        return size, height
-
-
-def _check_keys(node) -> None:
-    # YAML says keys are unique; PyYAML silently keeps the last one. A merge
-    # key ("<<") may repeat, and what it merges may be overridden.
-    seen = set()
-    for key, _ in node.value:
-        if type(key) is ScalarNode and key.tag != _MERGE_TAG:
-            if (key.tag, key.value) in seen:
-                raise _problem(
-                    f"duplicate key {key.value[:60]!r}; each key may appear only"
-                    " once (the last one would silently win)",
-                    key,
-                )
-            seen.add((key.tag, key.value))
-
-
-def _problem(text: str, node) -> yaml.YAMLError:
-    return ComposerError(None, None, text, node.start_mark if node else None)
-
-
-def limited_loader(base: type) -> type:
-    """``base`` (a PyYAML safe loader class) with the limits for untrusted
-    files: nesting depth, alias expansion, and no duplicate keys."""
-
-    class Loader(base):
-        def get_single_node(self):
-            try:
-                node = super().get_single_node()
-            except RecursionError:  # the pure-Python composer recurses
-                raise _problem(
-                    f"values are nested deeper than {MAX_DEPTH} levels", None
-                ) from None
-            if node is not None and type(node) is not ScalarNode:
-                _Checker().visit(node, 1)
-            return node
-
-    Loader.__name__ = Loader.__qualname__ = f"Limited{base.__name__}"
-    return Loader
-
-
-#: The loader of course files: libyaml's safe loader when safe, with limits.
-CourseLoader = limited_loader(_BASE_LOADER)
-
-
-def load_yaml(text: str):
-    """Parse one untrusted YAML document; raises yaml.YAMLError, or
-    ValueError for a value PyYAML cannot build (e.g. the date 2024-13-45)."""
-    loader = CourseLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-# --- reading files of the directory, safely ------------------------------------------
-class _Refused(Exception):
-    """A file the catalog does not read; str() says why and what to do."""
-
-
-_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_LINKS = 8
-
-
-def _open_beneath(root: int, name: str) -> int:
-    """Open ``name`` relative to the directory fd ``root``, following
-    symlinks only while they stay beneath it (like openat2's
-    RESOLVE_BENEATH). Every component is opened with O_NOFOLLOW, so a link
-    swapped in meanwhile fails instead of being followed; O_NONBLOCK keeps a
-    FIFO from blocking the open."""
-    todo = list(reversed(name.split("/")))
-    dirs = [root]  # dirs[1:] are ours to close
-    links = 0
-    try:
-        while todo:
-            part = todo.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if len(dirs) == 1:
-                    raise _Refused(_OUTSIDE)
-                os.close(dirs.pop())
-                continue
-            try:
-                target = os.readlink(part, dir_fd=dirs[-1])
-            except OSError as e:
-                if e.errno != errno.EINVAL:  # EINVAL: not a symlink
-                    raise
-            else:
-                links += 1
-                if links > _MAX_LINKS or target.startswith("/"):
-                    raise _Refused(_OUTSIDE)
-                todo.extend(reversed(target.split("/")))
-                continue
-            if not todo:
-                return os.open(part, _READ, dir_fd=dirs[-1])
-            dirs.append(os.open(part, _DIR, dir_fd=dirs[-1]))
-        raise _Refused(_NOT_A_FILE)
-    finally:
-        for fd in dirs[1:]:
-            os.close(fd)
-
-
-_NOT_A_FILE = "not a regular file (a directory); a course file must be a plain file"
-_OUTSIDE = (
-    "symlink leads outside the course directory; only relative links to files"
-    " inside it are followed (replace the link with a copy of the file)"
-)
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a device"),
-    (stat.S_ISBLK, "a device"),
-)
-
-
-def _read_bytes(root: int, name: str, max_size: int) -> bytes:
-    fd = _open_beneath(root, name)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((k for test, k in _KINDS if test(st.st_mode)), "special")
-            raise _Refused(
-                f"not a regular file ({kind}); a course file must be a plain file"
-            )
-        if st.st_size > max_size:
-            raise _Refused(_too_big(st.st_size, max_size))
-        chunks, size = [], 0
-        # Read at most one byte more than allowed: the file may be growing.
-        while chunk := os.read(fd, max_size + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_size:
-                raise _Refused(_too_big(size, max_size))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _too_big(size: int, max_size: int) -> str:
-    return (
-        f"the file has {size} bytes, more than c.CourseCatalog.max_file_size"
-        f" ({max_size}); split it, or ask the deployer to raise the limit"
-    )
-
-
 def _read_yaml(root: int, name: str, stamp, max_size: int) -> _FileState:
     try:
-        text = _read_bytes(root, name, max_size).decode("utf-8")
+        text = read_bytes(root, name, max_size).decode("utf-8")
         return _FileState(stamp, load_yaml(text))
-    except _Refused as e:
+    except Refused as e:
         return _FileState(stamp, error=str(e))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

@@ -1,0 +1,60 @@
+"""Checks shared by the course file's own keys and its kubespawner_override:
+the error type, short value display, numbers and memory sizes."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import reprlib
+
+# A memory quantity as Kubernetes and KubeSpawner accept it: 512M, 2Gi, 1.5G.
+MEM_RE = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGT]i?)?$")
+
+# Values in messages are shortened: a course file may hold a huge or deeply
+# nested value, and the full repr() would flood the log (or recurse too deep).
+SHORT_REPR = reprlib.Repr()
+SHORT_REPR.maxstring = SHORT_REPR.maxother = 60
+SHORT_REPR.maxlevel = 3
+
+
+def show(value) -> str:
+    """A value, shortened for a message (it may be huge or deeply nested)."""
+    return SHORT_REPR.repr(value)
+
+
+class CourseError(ValueError):
+    """A course file is invalid; str() is the operator-facing message."""
+
+
+def number(value, key, what):
+    if value is None:
+        return None
+    # 0 <= value < inf also refuses NaN and infinity (int(inf) would raise).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < float("inf")
+    ):
+        raise CourseError(f"{key}: '{what}' must be a non-negative number")
+    return value
+
+
+def memory(value, key, what):
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and MEM_RE.match(value):
+        return value
+    raise CourseError(f"{key}: '{what}' must be bytes or a size such as 2G or 512Mi")
+
+
+def reject_unknown(data: dict, allowed, where: str) -> None:
+    """CourseError naming the first key not in ``allowed``, with a guess."""
+    for key in data:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise CourseError(
+                f"key '{where + '.' if where else ''}{key}' is unknown{suggestion}"
+            )
