@@ -20,6 +20,15 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   exit 1
 fi
 
+# As root, each user's server runs in a bubblewrap sandbox as that user;
+# without bwrap they would all run as root, unconfined.
+if [[ $(id -u) == 0 ]] && ! command -v bwrap >/dev/null; then
+  echo "error: bubblewrap (bwrap) is needed to sandbox the servers when the" \
+       "demo runs as root; install it (e.g. 'apt-get install bubblewrap')" \
+       "and run this again, or run the demo as a normal user" >&2
+  exit 1
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv

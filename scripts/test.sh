@@ -2,13 +2,13 @@
 # Set up everything the tests need on a fresh machine, then run them.
 #   bash scripts/test.sh            # lint + the whole suite (unit, LDAP, e2e)
 #   bash scripts/test.sh -k ldap    # extra arguments go to pytest
-# System packages (slapd for the LDAP tests, chromium for the browser tests)
-# are installed with apt when running as root; otherwise the script names
-# the command to run.
+# System packages (slapd for the LDAP tests, chromium for the browser tests,
+# bubblewrap for the servers' sandbox) are installed with apt when running
+# as root; otherwise the script names the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(slapd ldap-utils chromium git)
+APT_PACKAGES=(slapd ldap-utils chromium git bubblewrap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import time
 
 import pytest
@@ -84,11 +85,17 @@ def test_hub_killed_hard_still_leaves_nothing():
 
 
 def test_server_view_exists_only_while_the_server_runs(demo, hub):
+    """The view goes when the server stops; its log stays, the hub's alone."""
     view = demo.state / "servers" / "student2"
     hub.ensure_server("student2", "intro")
-    assert (view / "root").is_dir()
-    if ENFORCED:
-        # namespace mode: the host sees only an empty mount point
-        assert list((view / "root").iterdir()) == []
+    if ENFORCED:  # namespace mode: bwrap's spec and generated files, no mounts
+        assert (view / "spec.json").is_file() and not (view / "root").exists()
+    else:
+        assert (view / "root").is_dir()
     hub.stop_server("student2")
-    assert not view.exists()
+    assert set(os.listdir(view)) <= {"server.log", "server.log.1"}
+    log = (view / "server.log").stat()
+    assert stat.S_IMODE(log.st_mode) == 0o600 and log.st_uid == os.geteuid()
+    # The server's output is in its own log, not in the hub's.
+    assert "ServerApp]" in (view / "server.log").read_text()
+    assert "ServerApp]" not in (demo.state / "logs/jupyterhub.log").read_text()

@@ -25,7 +25,7 @@ import urllib.request
 from importlib import resources
 from pathlib import Path
 
-from ..local.sandbox import namespaces_supported
+from ..local.sandbox import namespaces_supported, sandbox_problem
 from .settings import ADMIN_USERS, ENV_PREFIX, PROXY_MISSING, StatePaths, find_proxy
 from .state import new_password, prepare, reset_servers_dir
 
@@ -238,10 +238,12 @@ class Demo:
             as_root = os.geteuid() == 0
             mode = "namespace" if as_root and namespaces_supported() else "prefix"
         if mode == "namespace":
-            return "private mount namespaces, each as its user (enforced)"
+            return "bubblewrap sandboxes, each as its user (enforced)"
+        why = f" ({sandbox_problem()})" if self.isolation == "auto" else ""
         return (
-            "prefix mode, all as this account: read-only data and user"
-            " separation are NOT enforced (run as root for that; docs/demo.md)"
+            f"prefix mode{why}, all as this account: read-only data and user"
+            " separation are NOT enforced (run as root with bubblewrap"
+            " installed for that; docs/demo.md)"
         )
 
     def banner(self, seconds: float) -> str:

@@ -1,44 +1,49 @@
-"""Run one single-user server at the pod's paths in a private mount namespace.
+"""Run one single-user server at the pod's paths in a bubblewrap sandbox.
 
-``python -m aaltohub.local.sandbox SPEC CMD...`` is started as root by
-LocalCourseSpawner in ``namespace`` mode. It
+LocalCourseSpawner in ``namespace`` mode (the hub runs as root) starts each
+server as ``bwrap OPTIONS -- setpriv IDS -- env --chdir=HOME CMD...``
+(:func:`command`), an argument list built from a JSON spec
+(:func:`build_spec`). bubblewrap (the Debian package ``bubblewrap``)
 
-1. unshares a mount namespace and marks every mount in it private, so that
-   nothing done here propagates back to the host;
-2. mounts a tmpfs on the spec's (empty) root directory and fills it: the
-   system and Python directories as read-only bind mounts at their own
-   paths, /etc as symlinks to the host's plus a generated passwd and group,
-   /dev, /proc and /sys, and the plan's storage mounts at /notebooks,
-   /course, /coursedata, /srv/nbgrader/exchange and /etc/aaltohub,
-   read-only where the plan says so;
-3. chroots into it, takes the user's uid, gid and groups, sets
-   no_new_privs (no setuid escalation), applies the umask and execs CMD
-   (so the server keeps this process's pid).
+1. unshares mount, pid, ipc and uts namespaces (the network namespace is
+   the host's unless ``share_net`` is false: the proxy must reach the
+   server on 127.0.0.1:<port>), and dies with the hub (``--die-with-parent``);
+2. builds the server's root on a fresh tmpfs: the system and Python
+   directories read-only at their own paths, /etc as symlinks to the host's
+   plus a generated passwd and group, a private /dev with its own /dev/shm,
+   /proc of the new pid namespace, /sys read-only, private /tmp and
+   /var/tmp, and the plan's storage mounts at /notebooks, /course,
+   /coursedata, /srv/nbgrader/exchange and /etc/aaltohub, read-only where
+   the plan says so;
+3. sets no_new_privs (no setuid escalation), starts a new session, and
+   keeps only CAP_SETUID, CAP_SETGID and CAP_SETPCAP for ``setpriv``
+   (util-linux), which takes the user's uid, gid and groups and empties
+   every capability set. bwrap's own ``--uid`` needs a user namespace, and
+   in one the user's files would belong to root on the host.
 
-The host's /, /notebooks or /course are never created or changed; the
-namespace, and every mount in it, disappears with the server's last process.
-Only the standard library is used, so it starts quickly.
+``env --chdir`` then enters the home as the user (root may not: homes are
+0700, and NFS squashes root) and execs CMD. The umask is the hub's to set
+(Popen's ``umask``): bwrap passes it on. The host's /, /notebooks or
+/course are never created or changed; every mount and process of the
+sandbox disappears with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 
-MODULE = "aaltohub.local.sandbox"
-CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
-MNT_DETACH = 0x2
-PR_SET_NO_NEW_PRIVS = 38
 HOST_ETC = "/.host/etc"
+SHM_SIZE = 64 * 1024 * 1024  # a container's default /dev/shm
 _TOP_LEVEL = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: What setpriv needs, and no more: it drops all of them with root's uid.
+_KEEP_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: 'apt-get install bubblewrap')"
 
 
 # --- building the spec (in the hub, pure apart from reading /etc) ------------------
@@ -97,20 +102,7 @@ def _accounts(identity, uid: int, gid: int, groups: dict[int, str]) -> dict:
     }
 
 
-def build_spec(
-    *,
-    plan,
-    identity,
-    sources: dict[str, str],
-    root: str,
-    files_dir: str,
-    files_root: str,
-    readonly_binds: list[str],
-    private: list[str],
-    cwd: str,
-    umask: int = 0o022,
-) -> dict:
-    """The JSON spec for :func:`main`; ``sources`` maps targets to host dirs."""
+def _ids(plan, identity) -> tuple[int, int, dict[int, str]]:
     if plan.uid:
         uid, gid = plan.uid, plan.gid if plan.gid is not None else identity.gid
     else:  # root-then-switch plans carry the user's ids in the environment
@@ -121,15 +113,57 @@ def build_spec(
     names = {g: n for n, g in plan.create_groups}
     groups = {gid: names.get(gid, f"users-{gid}")}
     groups.update({g: names.get(g, f"group-{g}") for g in plan.supplemental_gids})
+    return uid, gid, groups
+
+
+def _system_steps(readonly_binds: list[str], private: list[str]) -> list[dict]:
+    """The host's programs and libraries, read-only at their own paths."""
     steps: list[dict] = []
     for top in _TOP_LEVEL:
         if os.path.islink(top):
             steps.append({"kind": "symlink", "path": top, "to": os.readlink(top)})
         elif os.path.isdir(top):
             steps.append({"kind": "bind", "source": top, "path": top, "ro": True})
+    # Private temporary directories first: a Python directory below /tmp
+    # must not create /tmp with the wrong mode.
+    for path in ("/tmp", "/var/tmp"):  # noqa: S108
+        steps.append({"kind": "dir", "path": path, "mode": 0o1777})
     system = [p for p in readonly_binds if os.path.isdir(p)]
     for path in system + _python_dirs(system, private):
         steps.append({"kind": "bind", "source": path, "path": path, "ro": True})
+    return steps
+
+
+def _private_dev(shm_size: int) -> list[dict]:
+    """/dev with no host devices but null, zero, random, tty and its own
+    pts, a /dev/shm of its own (never the host's, nor another server's),
+    and /proc of the sandbox's pid namespace."""
+    shm = "/dev/shm"  # noqa: S108 (a fresh tmpfs, not the host's)
+    return [
+        {"kind": "dev", "path": "/dev"},
+        {"kind": "tmpfs", "path": shm, "mode": 0o1777, "size": shm_size},
+        {"kind": "proc", "path": "/proc"},
+    ]
+
+
+def build_spec(
+    *,
+    plan,
+    identity,
+    sources: dict[str, str],
+    files_dir: str,
+    files_root: str,
+    readonly_binds: list[str],
+    private: list[str],
+    cwd: str,
+    umask: int = 0o022,
+    share_net: bool = True,
+) -> dict:
+    """The JSON spec for :func:`command`; ``sources`` maps targets to host
+    dirs. ``share_net=False`` gives the server no network at all (for
+    isolated grading jobs; the hub could not reach a notebook server)."""
+    uid, gid, groups = _ids(plan, identity)
+    steps = _system_steps(readonly_binds, private)
     steps.append({"kind": "bind", "source": "/etc", "path": HOST_ETC, "ro": True})
     accounts = _accounts(identity, uid, gid, groups)
     for entry in sorted(os.listdir("/etc")):
@@ -143,17 +177,14 @@ def build_spec(
             )
     for path, text in accounts.items():
         steps.append({"kind": "file", "path": path, "text": text, "mode": 0o644})
-    for path in ("/dev", "/proc"):
-        steps.append({"kind": "bind", "source": path, "path": path, "rec": True})
+    steps += _private_dev(SHM_SIZE)
     steps.append({"kind": "bind", "source": "/sys", "path": "/sys", "ro": True})
-    # Fresh, private temporary directories inside the sandbox's own tmpfs.
-    for path in ("/tmp", "/var/tmp"):  # noqa: S108
-        steps.append({"kind": "dir", "path": path, "mode": 0o1777})
     for mount in plan.mounts:
+        source = sources[mount.target]
         steps.append(
             {
                 "kind": "bind",
-                "source": sources[mount.target],
+                "source": source,
                 "path": mount.target,
                 "ro": mount.read_only,
             }
@@ -163,186 +194,164 @@ def build_spec(
             {"kind": "bind", "source": files_dir, "path": files_root, "ro": True}
         )
     return {
-        "root": root,
         "steps": steps,
         "uid": uid,
         "gid": gid,
         "groups": sorted(set(groups) - {gid}),
         "cwd": cwd,
         "umask": umask,
+        "share_net": share_net,
     }
 
 
-# --- talking to it (in the hub) -----------------------------------------------------
-def read_status(fd: int) -> str:
-    """Read the status pipe to EOF and close it: empty means the server was
-    exec'd, else why the sandbox failed. Blocking: run it in a thread."""
+def save(spec: dict, directory: str) -> str:
+    """Write the spec's generated files (passwd, group) below ``directory``,
+    where bwrap binds them from, and the spec as spec.json; returns its
+    path. Blocking: run it in a thread."""
+    for step in spec["steps"]:
+        if step["kind"] == "file":
+            source = os.path.join(directory, "generated" + step["path"])
+            os.makedirs(os.path.dirname(source), 0o755, exist_ok=True)
+            with open(source, "w", encoding="utf-8") as f:
+                f.write(step["text"])
+            os.chmod(source, step["mode"])
+            step["source"] = source
+    path = os.path.join(directory, "spec.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(spec, f)
+    return path
+
+
+# --- the command (in the hub) ------------------------------------------------------
+@functools.cache
+def tools() -> dict[str, str]:
+    """Absolute paths of bwrap, setpriv (util-linux) and env (coreutils),
+    looked up once (the first call searches PATH: call it in a thread)."""
+    found = {name: shutil.which(name) for name in ("bwrap", "setpriv", "env")}
+    missing = [name for name, path in found.items() if not path]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} not found: {INSTALL_HINT}")
+    return found
+
+
+def _step_args(step: dict) -> list[str]:
+    kind, path = step["kind"], step["path"]
+    if kind == "bind":
+        return ["--ro-bind" if step.get("ro") else "--bind", step["source"], path]
+    if kind == "file":  # after save(): a generated file, read-only
+        return ["--ro-bind", step["source"], path]
+    if kind == "symlink":
+        return ["--symlink", step["to"], path]
+    if kind == "dir":
+        return ["--perms", f"{step['mode']:o}", "--dir", path]
+    if kind == "tmpfs":
+        return [
+            "--perms",
+            f"{step['mode']:o}",
+            "--size",
+            str(step["size"]),
+            "--tmpfs",
+            path,
+        ]
+    if kind == "dev":  # null, zero, random, tty, pts of its own; no host devices
+        return ["--dev", path]
+    if kind == "proc":  # the sandbox's own processes only
+        return ["--proc", path]
+    raise ValueError(f"unknown sandbox step {kind!r}")
+
+
+def _mount_args(steps: list[dict]) -> list[str]:
+    """bwrap options for the steps, in order. bwrap, run by root, creates
+    the missing parents of a mount point 0700 (its parent mode follows the
+    op's permissions, 0 for a bind), which the user could not enter: each
+    parent is made first with ``--dir`` (0755)."""
+    args: list[str] = []
+    made = {"/"}
+    for step in steps:
+        parts = step["path"].strip("/").split("/")[:-1]
+        for i in range(len(parts)):
+            parent = "/" + "/".join(parts[: i + 1])
+            if parent not in made:
+                args += ["--dir", parent]
+                made.add(parent)
+        args += _step_args(step)
+        made.add(step["path"])
+    return args
+
+
+def command(spec: dict, cmd: list[str], info_fd: int | None = None) -> list[str]:
+    """The argument list that runs ``cmd`` in the sandbox of ``spec``.
+
+    With ``info_fd``, bwrap writes ``{"child-pid": N, ...}`` to it: N (its
+    pid 1, which leads the sandbox's session) is whom to signal.
+    """
+    if not cmd or "=" in cmd[0]:  # env would take NAME=VALUE for a variable
+        raise ValueError(f"cannot run {cmd[:1]!r} in the sandbox")
+    found = tools()
+    args = [found["bwrap"], "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if not spec.get("share_net", True):
+        args.append("--unshare-net")
+    args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for cap in _KEEP_CAPS:
+        args += ["--cap-add", cap]
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
+    args += _mount_args(spec["steps"])
+    groups = spec["groups"]
+    args += ["--chdir", "/", "--", found["setpriv"]]
+    args += [f"--reuid={spec['uid']}", f"--regid={spec['gid']}"]
+    args.append(
+        f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+    )
+    args += ["--inh-caps=-all", "--bounding-set=-all", "--"]
+    return [*args, found["env"], f"--chdir={spec['cwd']}", *cmd]
+
+
+def read_info(fd: int) -> int | None:
+    """Read bwrap's --info-fd to EOF and close it; the sandbox's pid 1, or
+    None if bwrap failed first (its log says why). Blocking: in a thread."""
     chunks = []
     try:
         while chunk := os.read(fd, 4096):
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return b"".join(chunks).decode(errors="replace").strip()
+    try:
+        return int(json.loads(b"".join(chunks))["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
+# --- can servers be sandboxed here (probed once) ------------------------------------
 @functools.cache
+def sandbox_problem() -> str:
+    """Why servers cannot be sandboxed here, or "" if they can: the process
+    is root and a minimal sandbox, built like a server's, runs ``true`` as
+    nobody (probed once, in a child)."""
+    if os.geteuid() != 0:
+        return "the hub does not run as root"
+    steps = [*_system_steps(["/usr"], []), *_private_dev(1 << 20)]
+    spec = {"steps": steps, "uid": 65534, "gid": 65534, "groups": [], "cwd": "/"}
+    try:
+        probe = command(spec, ["true"])
+        done = subprocess.run(probe, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if done.returncode != 0:
+        error = done.stderr.decode(errors="replace").strip()
+        return f"bubblewrap cannot make a sandbox here: {error or done.returncode}"
+    return ""
+
+
 def namespaces_supported() -> bool:
-    """Whether servers can be sandboxed here: the process is root and a
-    private mount namespace can be made (probed once, in a child).
+    """Whether servers can be sandboxed here: root, and bubblewrap works.
 
     The one capability check: the local spawner, the demo and the tests
-    all ask this.
+    all ask this (or :func:`sandbox_problem`, for the reason).
     """
-    if os.geteuid() != 0:
-        return False
-    probe = [sys.executable, "-m", MODULE, "--probe"]
-    try:
-        done = subprocess.run(probe, capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    return not sandbox_problem()
 
 
 async def namespaces_work() -> bool:
     """:func:`namespaces_supported`, without blocking the event loop."""
     return await asyncio.to_thread(namespaces_supported)
-
-
-# --- running it (in the child, as root) ----------------------------------------------
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source, target, fstype, flags, data=None) -> None:
-    _check(
-        _libc.mount(
-            source.encode() if source else None,
-            target.encode(),
-            fstype.encode() if fstype else None,
-            ctypes.c_ulong(flags),
-            data.encode() if data else None,
-        ),
-        f"mount {source or ''} on {target}",
-    )
-
-
-def private_namespace() -> None:
-    """Enter a new mount namespace from which no mount reaches the host."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-
-
-def _make_target(path: str, source: str | None) -> None:
-    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-    if source is not None and not os.path.isdir(source):
-        open(path, "a").close()  # a file bind mount needs a file to sit on
-    else:
-        os.makedirs(path, 0o755, exist_ok=True)
-
-
-def populate(spec: dict) -> None:
-    os.umask(0o022)  # the user's umask (NB_UMASK) is for their files, not these
-    root = spec["root"]
-    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    readonly = []
-    for step in spec["steps"]:
-        path = root + step["path"]
-        kind = step["kind"]
-        if kind == "dir":
-            os.makedirs(path, exist_ok=True)
-            os.chmod(path, step["mode"])
-        elif kind == "symlink":
-            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-            os.symlink(step["to"], path)
-        elif kind == "file":
-            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(step["text"])
-            os.chmod(path, step["mode"])
-        elif kind == "bind":
-            _make_target(path, step["source"])
-            flags = MS_BIND | (MS_REC if step.get("rec") else 0)
-            _mount(step["source"], path, None, flags)
-            if step.get("ro"):
-                readonly.append(path)
-        else:
-            raise ValueError(f"unknown sandbox step {kind!r}")
-    for path in readonly:
-        # A bind mount is made read-only by remounting it; keep the flags
-        # the source mount already has (nosuid, nodev, noexec).
-        keep = os.statvfs(path).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep)
-
-
-def enter(spec: dict) -> None:
-    os.chroot(spec["root"])
-    os.chdir("/")
-    os.setgroups(spec["groups"])
-    os.setgid(spec["gid"])
-    os.setuid(spec["uid"])
-    if os.getuid() == 0 or os.geteuid() == 0:
-        raise PermissionError("still root after dropping privileges")
-    # Like allowPrivilegeEscalation: false in a pod: setuid programs (su,
-    # sudo, mount) cannot give the user root back.
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-    os.umask(spec.get("umask", 0o022))
-    try:
-        os.chdir(spec["cwd"])
-    except OSError:
-        os.chdir("/tmp")  # noqa: S108 (the sandbox's private /tmp)
-
-
-def probe() -> int:
-    """Exit 0 if a private namespace with a tmpfs can be made here."""
-    where = tempfile.mkdtemp(prefix="aaltohub-probe-")
-    try:
-        private_namespace()
-        _mount("tmpfs", where, "tmpfs", MS_NOSUID | MS_NODEV, "size=1k")
-        _check(_libc.umount2(where.encode(), MNT_DETACH), f"umount {where}")
-        return 0
-    except OSError as e:
-        print(f"aaltohub sandbox: mount namespaces unavailable: {e}", file=sys.stderr)
-        return 1
-    finally:
-        os.rmdir(where)
-
-
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["--probe"]:
-        return probe()
-    status_fd = None
-    if argv and argv[0].startswith("--status-fd="):
-        status_fd = int(argv.pop(0).split("=", 1)[1])
-    if len(argv) < 2:
-        print(
-            "usage: python -m aaltohub.local.sandbox [--status-fd=N] SPEC CMD...",
-            file=sys.stderr,
-        )
-        return 2
-    cmd = argv[1:]
-    try:
-        with open(argv[0], encoding="utf-8") as f:
-            spec = json.load(f)
-        private_namespace()
-        populate(spec)
-        enter(spec)
-        if status_fd is not None:
-            os.set_inheritable(status_fd, False)  # closed by exec: "started"
-        os.execvpe(cmd[0], cmd, os.environ)  # noqa: S606 (an argument list)
-    except (OSError, ValueError, KeyError) as e:
-        message = f"cannot prepare the server's file system view ({e})"
-        print(f"aaltohub sandbox: {message}", file=sys.stderr)
-        if status_fd is not None:
-            os.write(status_fd, message.encode())
-        return 1
-    return 127  # not reached
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

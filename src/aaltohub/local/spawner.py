@@ -4,10 +4,11 @@
 gets its own view of the storage (built by :mod:`aaltohub.local.views`), in
 one of two ways:
 
-``namespace`` (the hub runs as root)
-    A private mount namespace whose root is a fresh tmpfs holding the
-    system and Python directories (read-only) and the plan's mounts as bind
-    mounts at the pod's paths: /notebooks, /course, /coursedata,
+``namespace`` (the hub runs as root, bubblewrap is installed)
+    A bubblewrap sandbox (own mount, pid, ipc and uts namespaces, a private
+    /dev and /dev/shm) whose root is a fresh tmpfs holding the system and
+    Python directories (read-only) and the plan's mounts as bind mounts at
+    the pod's paths: /notebooks, /course, /coursedata,
     /srv/nbgrader/exchange, /etc/aaltohub. Read-only mounts are read-only
     mounts, and the server runs under the user's uid, gid and groups, so
     the storage's permission bits apply as on NFS. The host's own / is
@@ -19,27 +20,43 @@ one of two ways:
     etc/aaltohub/, used as the server's root directory; the plan's paths
     are translated to it. Everything runs as the hub's own uid, so
     read-only mounts and the separation of users are NOT enforced.
+
+In both, the server's stdout and stderr go to ``server.log`` in its
+directory under ``servers_dir`` (0600, the hub's; the previous run's is
+``server.log.1``), never to the hub's own, and it inherits no other file
+descriptor. If the server exits while starting, the user's error message
+ends with the last lines of that log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Enum, List, Unicode, default
+from traitlets import Enum, Integer, List, Unicode, default
 
 from ..spawn import user_error
 from . import views
 from .profiles_form import CourseProfilesMixin
-from .sandbox import MODULE as sandbox_module
-from .sandbox import namespaces_work, read_status
+from .sandbox import command, namespaces_work, read_info, sandbox_problem
 
 _SERVER_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
+
+
+async def _listening(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    return True
 
 
 class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
@@ -56,17 +73,19 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
     servers_dir = Unicode(
         "",
         help="""Directory for the per-server views (one sub-directory per
-        server, removed when it stops). Keep it outside storage_root.""",
+        server, removed when it stops, except the server's log,
+        server.log, and the previous run's, server.log.1). Keep it outside
+        storage_root.""",
     ).tag(config=True)
 
     isolation = Enum(
         ["auto", "namespace", "prefix"],
         "auto",
-        help="""How a server sees its storage: ``namespace`` (root only: a
-        private mount namespace at the pod's paths, running as the user's
+        help="""How a server sees its storage: ``namespace`` (root and
+        bubblewrap: a sandbox at the pod's paths, running as the user's
         uid), ``prefix`` (symlinks under a per-server directory, running as
         the hub's uid, nothing enforced) or ``auto`` (namespace when the hub
-        is root and mount namespaces work, else prefix).""",
+        is root and bubblewrap works, else prefix).""",
     ).tag(config=True)
 
     readonly_binds = List(
@@ -76,6 +95,12 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
         namespace server. The Python installation (sys.prefix, base prefix
         and sys.path entries) is added automatically; /bin, /lib and friends
         are copied as symlinks when they are symlinks on the host.""",
+    ).tag(config=True)
+
+    log_max_bytes = Integer(
+        10 * 1024 * 1024,
+        help="""Size past which a server's log is cut to its last quarter,
+        checked each time the hub polls the server (poll_interval).""",
     ).tag(config=True)
 
     @default("cmd")
@@ -94,66 +119,102 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._launch: views.Launch | None = None
+        self._log_fd: int | None = None
+        self._sandbox_pid: int | None = None
 
     async def start(self):
         self._launch = None
         await self.plan_spawn()  # authorize, plan, apply_plan below
         launch = self._launch
-        record = self.server_record
         if self.port == 0:
             self.port = random_port()
-        env = self.get_env()
         cmd = list(self.cmd) + self.get_args()
         if launch.allow_root:
             cmd.append("--ServerApp.allow_root=True")
-        umask, cwd = launch.umask, launch.cwd
-        pass_fds: tuple[int, ...] = ()
-        status_r = status_w = None
-        if launch.spec:
-            # The sandbox writes why it failed to this pipe; exec closes it.
-            status_r, status_w = os.pipe()
-            pass_fds = (status_w,)
-            sandbox = [sys.executable, "-m", sandbox_module]
-            cmd = [*sandbox, f"--status-fd={status_w}", launch.spec, *cmd]
-
-        def preexec():
-            os.umask(umask)
-
+        self._log_fd = await asyncio.to_thread(views.open_log, launch.log)
+        record = self.server_record
         self.log.info(
-            "spawn user=%s server=%s course=%s role=%s isolation=%s action=start",
+            "spawn user=%s server=%s course=%s role=%s isolation=%s log=%s"
+            " action=start",
             self.user.name,
             self.name or "-",
             record.course or "-",
             record.role,
             record.backend["isolation"],
+            launch.log,
         )
-        # Popen only forks and execs; the server's own start-up happens in
-        # the child, so this does not hold up the event loop.
+        info_r = info_w = None
+        if launch.spec is not None:
+            info_r, info_w = os.pipe()  # bwrap tells the sandbox's pid here
+            cmd = command(launch.spec, cmd, info_fd=info_w)
+        # Popen only forks and execs (no preexec_fn); the server's start-up
+        # happens in the child. Its stdout and stderr are its own log, and
+        # it inherits no other descriptor of the hub's (close_fds). Keep
+        # this on the event loop's thread: bwrap's --die-with-parent fires
+        # when the thread that started it ends, not only the hub.
         try:
             self.proc = subprocess.Popen(
                 cmd,
-                env=env,
-                cwd=cwd,
-                preexec_fn=preexec,
+                env=self.get_env(),
+                cwd=launch.cwd,
+                umask=launch.umask,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_fd,
+                stderr=self._log_fd,
+                close_fds=True,
+                pass_fds=() if info_w is None else (info_w,),
                 start_new_session=True,
-                pass_fds=pass_fds,
             )
+        except OSError:
+            if info_r is not None:
+                os.close(info_r)
+            raise
         finally:
-            if status_w is not None:
-                os.close(status_w)
+            if info_w is not None:
+                os.close(info_w)
         self.pid = self.proc.pid
-        if status_r is not None:
-            error = await asyncio.wait_for(asyncio.to_thread(read_status, status_r), 30)
-            if not error and self.proc.poll() is not None:
-                error = f"its process exited with status {self.proc.returncode}"
-            if error:
-                await self.stop(now=True)
-                raise user_error(
-                    500,
-                    f"Your server could not be started: {error}. The hub operator"
-                    " can find the details in the hub log.",
-                )
+        if info_r is not None:
+            self._sandbox_pid = await asyncio.wait_for(
+                asyncio.to_thread(read_info, info_r), 30
+            )
+        await self._wait_listening(self.ip or "127.0.0.1", self.port)
         return (self.ip or "127.0.0.1", self.port)
+
+    async def _wait_listening(self, host: str, port: int) -> None:
+        """Return once the server listens (JupyterHub then checks its API),
+        or fail with its log if it exits first: a sandbox that could not be
+        made, a server that crashed. JupyterHub alone would wait for
+        http_timeout and then show no reason."""
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self.start_timeout - 1, 1)
+        while loop.time() < deadline:
+            status = self.proc.poll()
+            if status is not None:
+                raise await self._start_failed(status)
+            if await _listening(host, port):
+                return
+            await asyncio.sleep(0.1)
+
+    async def _start_failed(self, status: int):
+        log = self._launch.log
+        tail = await asyncio.to_thread(views.log_tail, log)
+        self.log.error(
+            "spawn user=%s server=%s action=start outcome=exited status=%s log=%s\n%s",
+            self.user.name,
+            self.name or "-",
+            status,
+            log,
+            tail,
+        )
+        await self.stop(now=True)
+        output = f" Its last output:\n\n{tail}\n\n" if tail else " It wrote nothing. "
+        return user_error(
+            500,
+            f"Your server exited with status {status} while starting.{output}If"
+            " that does not say what to fix, ask the hub operator: the whole"
+            f" log is {log} on the hub.",
+        )
 
     async def apply_plan(self, plan, course, role) -> dict:
         """Prepare the server's view of the storage (in a thread)."""
@@ -178,6 +239,31 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
             ) from e
         self._launch = launch
         return {"isolation": mode, "server_dir": launch.server_dir}
+
+    async def poll(self):
+        status = await super().poll()
+        fd = self._log_fd
+        # fstat of an open file: no disk access, fine on the event loop.
+        too_big = fd is not None and os.fstat(fd).st_size > self.log_max_bytes
+        if status is None and too_big:
+            copy = os.dup(fd)  # clear_state() may close fd meanwhile
+            try:
+                await asyncio.to_thread(views.cap_log, copy, self.log_max_bytes)
+            finally:
+                os.close(copy)
+        return status
+
+    async def _signal(self, sig):
+        # bwrap's pid 1 leads the sandbox's session, with the server in it.
+        # Stop signals go to that group: the server shuts down cleanly and
+        # bwrap follows it (pid 1 ignores them). Signalling bwrap itself
+        # would kill it, and the server with SIGKILL (--die-with-parent).
+        if sig and self._sandbox_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._sandbox_pid, sig)
+            if sig != signal.SIGKILL:
+                sig = 0
+        return await super()._signal(sig)
 
     async def stop(self, now=False):
         # poll() clears the state once the process is gone: remember first.
@@ -220,20 +306,33 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
     def clear_state(self):
         super().clear_state()
         self._launch = None
+        self._sandbox_pid = None
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None
 
     # --- applying the plan (in a thread: file system work) ---------------------------
     async def _isolation_mode(self) -> str:
-        if self.isolation != "auto":
-            return self.isolation
-        if os.geteuid() != 0:
+        if self.isolation == "prefix" or (
+            self.isolation == "auto" and os.geteuid() != 0
+        ):
             return "prefix"
-        works = await namespaces_work()
-        if not works:
-            self.log.warning(
-                "isolation=auto: mount namespaces do not work here; servers run"
-                " as root in prefix mode, with NO read-only or user separation"
+        if await namespaces_work():
+            return "namespace"
+        problem = await asyncio.to_thread(sandbox_problem)
+        if self.isolation == "namespace":
+            raise user_error(
+                500,
+                "The hub is misconfigured: LocalCourseSpawner.isolation is"
+                f" 'namespace', but servers cannot be sandboxed here: {problem}."
+                " Fix that, or set isolation to 'auto' or 'prefix'.",
             )
-        return "namespace" if works else "prefix"
+        self.log.warning(
+            "isolation=auto: servers cannot be sandboxed here (%s); they run as"
+            " root in prefix mode, with NO read-only or user separation",
+            problem,
+        )
+        return "prefix"
 
     def _prepare(self, plan, identity, mode: str) -> views.Launch:
         """Blocking: the server's view of the storage (see views.py)."""

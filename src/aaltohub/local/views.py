@@ -4,19 +4,20 @@
 the spec); the sandbox then shows the plan's mounts at the pod's paths.
 ``prefix_view`` builds a directory of symlinks at the pod's paths under a
 per-server root, and the ``translate*`` helpers map the plan's in-server
-paths onto it. Blocking file work: callers run these in a thread.
+paths onto it. The server's own log (its stdout and stderr) is
+``server.log`` in the same directory, kept when the view is removed.
+Blocking file work: callers run these in a thread.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 
 from ..storage.user_dirs import make_home
-from .sandbox import build_spec
+from .sandbox import build_spec, save, tools
 
 # An absolute path between quotes, as repr() and git-config write them.
 _QUOTED_PATH = re.compile(r"""(?<=['"])/[^'"\n]*(?=['"])""")
@@ -55,13 +56,67 @@ def write_file(base: str, rel: str, text: str) -> None:
     os.chmod(path, 0o644)
 
 
+LOG = "server.log"
+#: The log and the previous run's, kept when a view is removed.
+_LOGS = (LOG, LOG + ".1")
+
+
 def remove_view(server_dir: str, servers_dir: str) -> None:
-    """Remove a server's view; never follows its symlinks into storage."""
+    """Remove a server's view, but not its logs; never follows its
+    symlinks into storage."""
     base = os.path.abspath(servers_dir)
     if os.path.commonpath([base, os.path.abspath(server_dir)]) != base:
         return
-    if os.path.lexists(server_dir):
-        shutil.rmtree(server_dir, ignore_errors=True)
+    if not os.path.isdir(server_dir) or os.path.islink(server_dir):
+        if os.path.lexists(server_dir):
+            os.unlink(server_dir)
+        return
+    for entry in os.listdir(server_dir):
+        path = os.path.join(server_dir, entry)
+        if entry in _LOGS:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
+# --- the server's log ----------------------------------------------------------------
+def open_log(path: str) -> int:
+    """The server's stdout and stderr: a file only the hub's account may
+    read (0600), appended to; the previous run's is kept as .1."""
+    if os.path.exists(path) and os.path.getsize(path):
+        os.replace(path, path + ".1")
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def cap_log(fd: int, max_bytes: int) -> bool:
+    """Keep a growing log under ``max_bytes``: past it, keep its last
+    quarter. The server appends (O_APPEND), so it goes on writing at the new
+    end; what it writes while this runs may be lost. True if it was cut."""
+    size = os.fstat(fd).st_size
+    if size <= max_bytes:
+        return False
+    keep = max_bytes // 4
+    tail = os.pread(fd, keep, size - keep)
+    os.ftruncate(fd, 0)
+    note = f"[aaltohub: log cut at {size} bytes, keeping the last {keep}]\n"
+    os.write(fd, note.encode() + tail)
+    return True
+
+
+def log_tail(path: str, lines: int = 20, max_bytes: int = 8192) -> str:
+    """The last lines of a server's log, for the user and the hub's log."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def prefix_view(server_dir: str, plan, sources: dict[str, str], files_root: str):
@@ -80,11 +135,10 @@ def prefix_view(server_dir: str, plan, sources: dict[str, str], files_root: str)
     return root, mapping
 
 
-def namespace_view(server_dir: str, plan, identity, sources, **spec_args) -> str:
-    """The generated files (byte for byte, as in a pod), an empty mount
-    point, and the sandbox spec; returns the spec's path."""
-    root = os.path.join(server_dir, "root")
-    os.makedirs(root, 0o755)
+def namespace_view(server_dir: str, plan, identity, sources, **spec_args) -> dict:
+    """The generated files (byte for byte, as in a pod) and the sandbox
+    spec, also saved as spec.json for the operator; returns the spec."""
+    tools()  # bwrap, setpriv and env are found once, here in a thread
     files_dir = os.path.join(server_dir, "files")
     os.makedirs(files_dir, 0o755)
     for rel, text in plan.files.items():
@@ -93,14 +147,11 @@ def namespace_view(server_dir: str, plan, identity, sources, **spec_args) -> str
         plan=plan,
         identity=identity,
         sources=sources,
-        root=root,
         files_dir=files_dir,
         **spec_args,
     )
-    path = os.path.join(server_dir, "spec.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(spec, f)
-    return path
+    save(spec, server_dir)
+    return spec
 
 
 @dataclass
@@ -109,11 +160,13 @@ class Launch:
 
     mode: str
     server_dir: str
+    log: str  # the server's stdout and stderr (see open_log)
     root_dir: str  # the server's root directory (as the server sees it)
     home: str
     cwd: str
-    #: The sandbox spec file (namespace mode), or "" to run directly.
-    spec: str = ""
+    #: The sandbox spec (namespace mode; also in spec.json), or None to
+    #: run the server directly.
+    spec: dict | None = None
     env: dict[str, str] = field(default_factory=dict)
     umask: int = 0o022
     allow_root: bool = False
@@ -134,6 +187,15 @@ def storage_source(storage_root: str, sub_path: str) -> str:
             " directories are made with 'aaltohub course create')"
         )
     return path
+
+
+def _resources(r) -> dict:
+    return {
+        "MEM_LIMIT": r.mem_limit,
+        "MEM_GUARANTEE": r.mem_guarantee,
+        "CPU_LIMIT": r.cpu_limit,
+        "CPU_GUARANTEE": r.cpu_guarantee,
+    }
 
 
 def prepare(
@@ -159,22 +221,18 @@ def prepare(
             identity.gid if as_root else os.getegid(),
         )
     remove_view(server_dir, servers_dir)
-    os.makedirs(server_dir, 0o700)
+    os.makedirs(server_dir, 0o700, exist_ok=True)
+    os.chmod(server_dir, 0o700)  # spec, generated files and log: the hub's
     sources = {m.target: storage_source(storage_root, m.sub_path) for m in plan.mounts}
     umask = int(plan.env.get("NB_UMASK", "0022"), 8) & 0o777
     home_target = home.target if home else "/tmp"  # noqa: S108 (in-server)
-    r = plan.resources
     common = dict(
         mode=mode,
         server_dir=server_dir,
+        log=os.path.join(server_dir, LOG),
         umask=umask,
         default_url=plan.default_url,
-        resources={
-            "MEM_LIMIT": r.mem_limit,
-            "MEM_GUARANTEE": r.mem_guarantee,
-            "CPU_LIMIT": r.cpu_limit,
-            "CPU_GUARANTEE": r.cpu_guarantee,
-        },
+        resources=_resources(plan.resources),
     )
     if mode == "namespace":
         spec = namespace_view(
