@@ -75,6 +75,7 @@ async def test_student_on_public_datadir_course(config):
     assert container(pod)["image"] == "example/notebook:5.0"  # DEFAULT alias
     assert pod["metadata"]["name"] == "jupyter-student1-intro"
     assert pod["metadata"]["labels"]["aaltohub/course"] == "intro"
+    assert container(pod)["workingDir"] == "/notebooks"  # kubectl exec lands home
 
 
 async def test_instructor_direct_mode_gets_writable_course(config):
@@ -177,6 +178,7 @@ async def test_general_profile_is_not_a_course(config):
     assert container(pod)["image"] == "example/notebook:general"
     assert pod["metadata"]["name"] == "jupyter-student1"
     assert pod["metadata"]["labels"]["aaltohub/course"] == "generic"
+    assert container(pod)["workingDir"] == "/notebooks"
 
 
 async def test_named_server_pod_name(config):

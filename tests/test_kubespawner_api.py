@@ -30,3 +30,15 @@ def test_a_changed_method_is_reported_by_name():
 
     (problem,) = kubespawner_api.incompatibilities(Changed)
     assert "KubeSpawner._load_profile takes ['profile_list', 'slug']" in problem
+
+
+def test_a_changed_start_sequence_is_reported_by_name():
+    class Reordered(kubespawner.KubeSpawner):
+        async def _make_create_pod_request(self, pod, request_timeout):
+            # a release that no longer deletes a leftover pod on 409
+            return True
+
+    (problem,) = kubespawner_api.incompatibilities(Reordered)
+    assert problem == (
+        "KubeSpawner._make_create_pod_request no longer does 'e.status != 409' in order"
+    )

@@ -4,7 +4,9 @@ KubeSpawner has no public call for "apply this one profile", "render your
 form for this list" or "expand ``{username}`` like you do"; it has private
 methods. Every use of them is
 here, so a kubespawner upgrade that changes them breaks one small module,
-and ``tests/test_kubespawner_api.py`` says which name changed.
+and ``tests/test_kubespawner_api.py`` says which name changed. The same
+goes for the order of KubeSpawner's start that the fail-fast watch relies
+on (:data:`START_SEQUENCE`).
 
 Tested with kubespawner 7.x (``pyproject.toml`` pins ``<8``).
 """
@@ -27,9 +29,33 @@ REQUIRED = {
 }
 
 
+#: CourseSpawner's fail-fast watch calls no private method, but relies on
+#: the order of KubeSpawner's start: method -> what its source does, in order.
+#: start() runs _start() as the future progress() follows; _start() loads
+#: its reflectors, asks for the manifest, then creates the pod (so a pod of
+#: our name seen at get_pod_manifest() is a leftover); on 409 Conflict the
+#: create request stop()s the leftover and retries.
+START_SEQUENCE = {
+    "start": ("self._start_future = asyncio.ensure_future(self._start())",),
+    "progress": ("self._start_future", "start_future.done()"),
+    "_start": (
+        "await self.load_user_options()",
+        "self._start_watching_pods()",
+        "await self.get_pod_manifest()",
+        "self._make_create_pod_request",
+        "self.is_pod_running(",
+    ),
+    "_make_create_pod_request": (
+        "e.status != 409",
+        "await self.stop(True)",
+        "return False",
+    ),
+}
+
+
 def incompatibilities(cls: type = KubeSpawner) -> list[str]:
     """What is missing or changed in ``cls``, in words (empty: all fine)."""
-    problems = []
+    problems = _sequence_changes(cls)
     for name, params in REQUIRED.items():
         method = getattr(cls, name, None)
         if not callable(method):
@@ -40,6 +66,23 @@ def incompatibilities(cls: type = KubeSpawner) -> list[str]:
             problems.append(
                 f"KubeSpawner.{name} takes {have}, expected {list(params)} first"
             )
+    return problems
+
+
+def _sequence_changes(cls: type) -> list[str]:
+    problems = []
+    for name, steps in START_SEQUENCE.items():
+        try:
+            source = inspect.getsource(getattr(cls, name))
+        except (AttributeError, OSError, TypeError):
+            problems.append(f"KubeSpawner.{name} no longer exists (or has no source)")
+            continue
+        at = 0
+        for step in steps:
+            at = source.find(step, at)
+            if at < 0:
+                problems.append(f"KubeSpawner.{name} no longer does {step!r} in order")
+                break
     return problems
 
 
