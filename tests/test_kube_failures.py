@@ -26,8 +26,9 @@ from kubernetes_asyncio.client import (
 )
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from aaltohub.kube import failures
-from aaltohub.kube.failures import StartWatch, diagnose, explain_api_error
+from aaltohub.kube import api_errors, failures
+from aaltohub.kube.api_errors import explain_api_error
+from aaltohub.kube.failures import StartWatch, diagnose
 
 
 def pod(*statuses, phase="Pending", node="", **spec) -> dict:
@@ -499,7 +500,7 @@ def test_unreachable_and_slow_api_server():
 
 
 def test_stale_pod_that_does_not_go_away():
-    found = failures.stale_pod_failure("jupyter", "jupyter-ann", TimeoutError("slow"))
+    found = api_errors.stale_pod_failure("jupyter", "jupyter-ann", TimeoutError("slow"))
     assert found.message.startswith("A server of yours from an earlier start is still")
     assert "finalizers" in found.detail and found.status == 503
 

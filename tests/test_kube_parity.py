@@ -271,3 +271,29 @@ async def test_with_courses_only_declared_options_are_accepted(mixed):
             await _spawn_with(make_spawner(mixed, "student1"), bad)
         assert info.value.status_code == 400
         assert "The server options could not be used" in info.value.jupyterhub_message
+
+
+async def test_a_profile_list_set_after_construction_is_not_rendered_early():
+    # Starting from user_options alone must not render the options form:
+    # a profile with only an unlisted choice has no 'choices' for KubeSpawner's
+    # template (kubespawner's own test_unlisted_choice_non_string_override).
+    for cls in (KubeSpawner, CourseSpawner):
+        s = spawner(cls, configure("plain"))
+        s.profile_list = [
+            {
+                "display_name": "CPU only",
+                "slug": "cpu",
+                "profile_options": {
+                    "image": {
+                        "display_name": "Image",
+                        "unlisted_choice": {
+                            "enabled": True,
+                            "kubespawner_override": {"image": "{value}"},
+                        },
+                    }
+                },
+            }
+        ]
+        s.user_options = {"profile": "cpu", "image--unlisted-choice": "x/y:1"}
+        await s.load_user_options()
+        assert s.image == "x/y:1"

@@ -24,14 +24,9 @@ The fail-fast rule (docs/kubernetes.md, "When a spawn fails"):
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 from dataclasses import dataclass, replace
 from datetime import date
-
-import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
 
 USER_LOG_LINES = 5  # log lines shown to the user …
 ADMIN_LOG_LINES = 20  # … and kept in the admin log
@@ -122,7 +117,7 @@ class Failure:
         lines = [line for line in (text or "").splitlines() if line.strip()]
         if not lines:
             return self
-        shown = "\n".join("  " + _clip(line) for line in lines[-USER_LOG_LINES:])
+        shown = "\n".join("  " + clip(line) for line in lines[-USER_LOG_LINES:])
         kept = "\n".join(lines[-ADMIN_LOG_LINES:])
         return replace(
             self,
@@ -206,7 +201,7 @@ def _containers(pod: dict, events: list) -> Failure | None:
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 return _exited(pod, cs, last, init, previous=True)
             if reason in CREATE_REASONS:
-                return failure("config", detail, said=_clip(said, 160) or reason)
+                return failure("config", detail, said=clip(said, 160) or reason)
             ended = state.get("terminated")
             if ended and not (init and ended.get("exitCode") == 0):
                 return _exited(pod, cs, ended, init, previous=False)
@@ -229,7 +224,7 @@ def _image(pod, cs, reason: str, said: str, events: list) -> Failure:
     elif any(w in text for w in PULL_TRANSIENT):
         what, transient = "the registry did not answer or limited downloads", True
     else:
-        what = f"Kubernetes said: {_clip(pulls[-1] if pulls else said, 160)}"
+        what = f"Kubernetes said: {clip(pulls[-1] if pulls else said, 160)}"
     detail = f"{_ref(pod)}: container {cs.get('name')} {reason} for image {image!r}"
     return failure(
         "image",
@@ -268,7 +263,7 @@ def _pod_phase(pod: dict, events: list) -> Failure | None:
     detail = f"{_ref(pod)}: phase {status['phase']} during start: {why}: {said}"
     if status["phase"] == "Succeeded":  # the server exited with code 0
         return failure("crash", detail, code=0, again="")
-    return failure("evicted", detail, said=_clip(f"{why}: {said}".strip(": "), 160))
+    return failure("evicted", detail, said=clip(f"{why}: {said}".strip(": "), 160))
 
 
 # --- volumes -----------------------------------------------------------------------
@@ -291,7 +286,7 @@ def mount_problem(message: str) -> tuple[str, bool]:
         return f"the {missing[1]} {missing[2]} it needs does not exist", False
     volume = re.search(r'volume "([^"]+)"', message)
     name = f" {volume[1]}" if volume else ""
-    return f"volume{name} could not be mounted ({_clip(message, 120)})", False
+    return f"volume{name} could not be mounted ({clip(message, 120)})", False
 
 
 def _mounts(pod: dict, events: list) -> Failure | None:
@@ -374,82 +369,6 @@ def _scheduling(pod: dict, events: list) -> Failure | None:
     return failure("no-node", detail, not no_scale_up, parts=parts, selector=selector)
 
 
-# --- Kubernetes API errors -----------------------------------------------------------
-_FORBIDDEN = re.compile(
-    r'User "(?P<user>[^"]+)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'
-    r'(?: in API group "[^"]*")?(?: in the namespace "(?P<ns>[^"]+)")?'
-)
-
-
-def explain_api_error(
-    exc: BaseException, *, verb: str, resource: str, namespace: str, server: str = ""
-) -> Failure | None:
-    """A Kubernetes API call that failed, in words (and the detail for the
-    log), or None if ``exc`` is not about the API."""
-    doing = f"{verb} {resource} in namespace {namespace}"
-    where = f"Kubernetes API server {server or '(configured host)'}"
-    if isinstance(exc, ApiException):
-        return _api_status(exc, doing)
-    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
-        detail = f"{where} unreachable while trying to {doing}: {exc!r}"
-        return failure("api-unreachable", detail)
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        detail = f"{where} did not answer in time while trying to {doing}: {exc!r}"
-        return failure("api-timeout", detail)
-    return None
-
-
-def _api_status(exc: ApiException, doing: str) -> Failure:
-    status = exc.status or 0
-    body = _status_body(exc.body)
-    said = body.get("message") or exc.reason or ""
-    causes = [
-        f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")
-        for c in (body.get("details") or {}).get("causes") or []
-    ]
-    detail = f"Kubernetes API answered {status} {exc.reason} to {doing}: {said}"
-    detail += " | causes: " + "; ".join(causes) if causes else ""
-    after = _clip(re.split(r"forbidden: |exceeded quota: ", said)[-1], 200)
-    if status == 401:
-        return failure("api-unauthorized", detail)
-    if status == 403 and "exceeded quota" in said:
-        return failure("api-quota", detail, said=after)
-    if status == 403 and ("PodSecurity" in said or "admission webhook" in said):
-        return failure("api-policy", detail, said=after)
-    if status == 403:
-        return failure("api-forbidden", detail, **_forbidden(said, doing))
-    if status == 409:
-        return failure("api-conflict", detail)
-    if status in (400, 422):
-        return failure("api-invalid", detail, why="; ".join(causes) or _clip(said))
-    if status == 404:
-        return failure("api-not-found", detail, said=_clip(said, 160))
-    return failure("api-server", detail, code=f"{status} {exc.reason}".strip())
-
-
-def _forbidden(said: str, doing: str) -> dict:
-    """Who may not do what, from the API server's 403 message."""
-    found = _FORBIDDEN.search(said)
-    if not found:
-        return {"who": "the hub's service account", "doing": doing}
-    user = found["user"]
-    if user.startswith("system:serviceaccount:"):
-        user = "service account " + user.split(":", 2)[2].replace(":", "/")
-    where = f" in namespace {found['ns']}" if found["ns"] else " in the cluster"
-    return {"who": user, "doing": f"{found['verb']} {found['resource']}{where}"}
-
-
-def stale_pod_failure(namespace: str, name: str, error: BaseException) -> Failure:
-    """KubeSpawner met a pod of the same name (409 Conflict), deleted it,
-    and it did not go away in time."""
-    detail = (
-        f"pod {namespace}/{name}: 409 Conflict on create; KubeSpawner deleted the"
-        f" existing pod and retried, but it did not go away: {error!r} (check the"
-        " pod's finalizers and its node)"
-    )
-    return failure("api-stale", detail)
-
-
 # --- small readers -------------------------------------------------------------------
 def _ref(pod: dict) -> str:
     meta = pod.get("metadata") or {}
@@ -499,15 +418,6 @@ def _last(events: list, reasons: set) -> dict | None:
     return found[-1] if found else None
 
 
-def _status_body(body) -> dict:
-    """The Kubernetes Status object of an error response, if there is one."""
-    try:
-        data = json.loads(body) if isinstance(body, str | bytes) else body
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _clip(text, limit: int = 200) -> str:
+def clip(text, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
