@@ -217,3 +217,11 @@ def test_long_values_are_shortened_in_messages():
     with pytest.raises(CourseError) as e:
         build_course("c", {"gid": [list(range(1000))] * 1000})
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("slug", ["intro\n", "intro\n-x"])
+def test_names_are_full_matches(slug):
+    with pytest.raises(CourseError, match="file name must be"):
+        build_course(slug, {})
+    with pytest.raises(CourseError, match="not a valid variable name"):
+        override({"environment": {"COURSE_X\n": "1"}})

@@ -541,3 +541,9 @@ def test_event_loop_is_not_blocked_by_a_slow_storage(tmp_path, monkeypatch):
         return ticks
 
     assert asyncio.run(main()) > 10
+
+
+def test_a_trailing_newline_is_not_a_command():
+    # '$' matches before a final newline; the helper's checks are full matches.
+    with pytest.raises(ValueError, match="not allowed"):
+        parse_command("ensure-home alice 1001234 70000\n", PATTERN, MIN_UID, 1)

@@ -146,7 +146,7 @@ def _groups(value, key):
 
 def _dirslug(value, key):
     value = _str(value, key)
-    if not SLUG_RE.match(value):
+    if not SLUG_RE.fullmatch(value):
         raise CourseError(
             f"key '{key}' must be a directory name of lowercase letters, digits,"
             f" '-' and '_' (no '/', no '..'), not {show(value)}"
@@ -160,7 +160,7 @@ def _umask(value, key):
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
         # YAML 1.1 reads an unquoted 0007 as the octal number 7.
         return f"{value:04o}"
-    if isinstance(value, str) and _UMASK_RE.match(value):
+    if isinstance(value, str) and _UMASK_RE.fullmatch(value):
         return value.rjust(4, "0")
     raise CourseError(f"key '{key}' must be an octal umask such as '0007'")
 
@@ -287,7 +287,7 @@ def build_course(
     starts with the file name.
     """
     where = source or f"{slug}.yaml"
-    if not SLUG_RE.match(slug) or slug.endswith(INSTRUCTOR_SUFFIX):
+    if not SLUG_RE.fullmatch(slug) or slug.endswith(INSTRUCTOR_SUFFIX):
         raise CourseError(
             f"course file {where}: the file name must be <slug>.yaml with a slug of"
             " lowercase letters, digits, '-' and '_', not ending in -instructor"

@@ -165,7 +165,7 @@ def _text_map(value, name, check_key, template=True) -> dict[str, str]:
 
 def _kube_key(domains=_KUBE_DOMAINS, names=_RESERVED_LABELS):
     def check(key, where):
-        if not isinstance(key, str) or not _K8S_KEY_RE.match(key):
+        if not isinstance(key, str) or not _K8S_KEY_RE.fullmatch(key):
             raise CourseError(
                 f"{where}: {show(key)} is not a valid Kubernetes key"
                 " (name or prefix/name, e.g. example.org/team)"
@@ -180,7 +180,7 @@ def _kube_key(domains=_KUBE_DOMAINS, names=_RESERVED_LABELS):
 
 
 def _env_name(key, where):
-    if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+    if not isinstance(key, str) or not _ENV_NAME_RE.fullmatch(key):
         raise CourseError(
             f"{where}: {show(key)} is not a valid variable name"
             " (letters, digits and '_', not starting with a digit)"
@@ -231,7 +231,7 @@ def _ov_resources(value, name):
     for key, amount in value.items():
         _kube_key(domains=(), names=())(key, where)
         if not (
-            (isinstance(amount, str) and _QUANTITY_RE.match(amount))
+            (isinstance(amount, str) and _QUANTITY_RE.fullmatch(amount))
             or (
                 isinstance(amount, int | float)
                 and not isinstance(amount, bool)

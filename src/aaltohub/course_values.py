@@ -44,7 +44,7 @@ def memory(value, key, what):
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    if isinstance(value, str) and MEM_RE.match(value):
+    if isinstance(value, str) and MEM_RE.fullmatch(value):
         return value
     raise CourseError(f"{key}: '{what}' must be bytes or a size such as 2G or 512Mi")
 

@@ -72,7 +72,7 @@ _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGTPE]?)$")
 
 def _size(token: str, bare_unit: int) -> int:
     """A size token in bytes: ``123`` (times bare_unit), ``9.0G``, ``512K``."""
-    m = _SIZE.match(token)
+    m = _SIZE.fullmatch(token)
     if not m:
         raise ReportFormatError(f"not a size: {token!r}")
     number, suffix = m.groups()
@@ -99,7 +99,7 @@ def parse_repquota(text: str) -> list[ReportRow]:
             kind, device = head.groups()
             continue
         tokens = line.split()
-        if kind is None or len(tokens) < 8 or not _REPQUOTA_FLAGS.match(tokens[1]):
+        if kind is None or len(tokens) < 8 or not _REPQUOTA_FLAGS.fullmatch(tokens[1]):
             continue  # headers, separators, statistics, blank lines
         try:
             # Block columns are 1 KiB blocks, or sizes with K/M/G/T under -s.
@@ -107,7 +107,7 @@ def parse_repquota(text: str) -> list[ReportRow]:
             grace = ""
             if len(tokens) == 10:  # both grace columns (always so under -p)
                 grace = tokens[5]
-            elif len(tokens) == 9 and _REPQUOTA_GRACE.match(tokens[5]):
+            elif len(tokens) == 9 and _REPQUOTA_GRACE.fullmatch(tokens[5]):
                 grace = tokens[5]  # block grace; the inode one is empty
             # An empty grace column prints as spaces, so fields shift; only
             # the block values matter here.

@@ -39,14 +39,14 @@ def parse_command(
             "no command; this helper runs as an ssh forced command and expects"
             f" '{HELPER_VERB} USERNAME UID GID'"
         )
-    if not _COMMAND_CHARS.match(command):
+    if not _COMMAND_CHARS.fullmatch(command):
         raise ValueError("command contains characters that are not allowed")
     words = command.split(" ")
     if len(words) != 4 or words[0] != HELPER_VERB:
         raise ValueError(f"expected '{HELPER_VERB} USERNAME UID GID'")
     _, username, uid_s, gid_s = words
     check_username(username, pattern)
-    if not (_NUMBER.match(uid_s) and _NUMBER.match(gid_s)):
+    if not (_NUMBER.fullmatch(uid_s) and _NUMBER.fullmatch(gid_s)):
         raise ValueError("uid and gid must be decimal numbers")
     uid, gid = int(uid_s), int(gid_s)
     check_ids(uid, gid, min_uid, min_gid)
