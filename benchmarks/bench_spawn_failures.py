@@ -36,7 +36,7 @@ from tornado import web  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 from aaltohub.kube import CourseSpawner  # noqa: E402
-from test_kube_lifecycle import (  # noqa: E402
+from kube_cluster import (  # noqa: E402
     CASES,
     HUB_ACCOUNT,
     NAMESPACE,
