@@ -23,6 +23,7 @@ from ..identity.static import parse_static_users
 from ..nbgrader_exchange import nss_uid
 from ..storage import course_dirs
 from ..storage.layout import LayoutError, StorageLayout
+from ..storage.problems import Problem, Result
 
 
 def _common(require_root: bool) -> argparse.ArgumentParser:
@@ -224,19 +225,15 @@ def _entries(layout, course, result):
     try:
         return layout.entries(course)
     except LayoutError as e:
-        result.problems.append(
-            course_dirs.Problem(course.slug, "layout", str(e), False)
-        )
+        result.problems.append(Problem(course.slug, "layout", str(e), False))
         result.unfixed.append(result.problems[-1])
         return []
 
 
-def _walk(
-    args, courses, *, fix, dry_run=False, walk=True, submissions=False
-) -> course_dirs.Result:
+def _walk(args, courses, *, fix, dry_run=False, walk=True, submissions=False) -> Result:
     layout, root = _layout(args), _root(args)
     student_uid = _student_uid(args) if submissions else None
-    total = course_dirs.Result()
+    total = Result()
     progress = course_dirs.Progress(getattr(args, "progress", None))
     for course in courses:
         entries = _entries(layout, course, total)
@@ -420,7 +417,7 @@ def run_archive(args) -> int:
     catalog = _catalog(args)
     courses = _select(args, catalog)
     layout = _layout(args)
-    total = course_dirs.Result()
+    total = Result()
     for course in courses:
         path = os.path.join(catalog.path, f"{course.slug}.yaml")
         with open(path, encoding="utf-8") as f:

@@ -22,75 +22,19 @@ Blocking by design (it is for the CLI); the hub never calls it on its loop.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from ..nbgrader_exchange import judge, scan_inbound
+from .inodes import change_inode
 from .layout import Entry, TreeRule
+from .problems import Problem, Result, bits_problems, octal
 from .progress import Progress
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclass
-class Problem:
-    """One thing wrong on storage; ``str()`` is the one-line report."""
-
-    path: str
-    #: missing, mode, owner, group, access, symlink, not-a-directory,
-    #: hard-link, submission, error
-    kind: str
-    message: str
-    fixable: bool = True
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "message": self.message,
-            "fixable": self.fixable,
-        }
-
-
-@dataclass
-class Result:
-    problems: list[Problem] = field(default_factory=list)
-    #: What fix/create did (or, in a dry run, would do), one line each.
-    actions: list[str] = field(default_factory=list)
-    #: Problems a fix could not repair.
-    unfixed: list[Problem] = field(default_factory=list)
-    scanned: int = 0
-
-    def extend(self, other: Result) -> None:
-        self.problems += other.problems
-        self.actions += other.actions
-        self.unfixed += other.unfixed
-        self.scanned += other.scanned
-
-
-def _mode(bits: int) -> str:
-    return f"{bits:04o}"
-
-
-def _bits_problems(path: str, perm: int, bad: int, rule_why: str) -> list[Problem]:
-    labels = []
-    if bad & 0o004:
-        labels.append("world-readable")
-    if bad & 0o002:
-        labels.append("world-writable")
-    if bad & 0o001 and not bad & 0o006:
-        labels.append("accessible to others")
-    if bad & 0o220:
-        labels.append("writable")
-    why = f"; {rule_why}" if rule_why else ""
-    return [Problem(path, "access", f"{x} (mode {_mode(perm)}){why}") for x in labels]
 
 
 #: A student's uid from their username, None if not known.
@@ -128,8 +72,8 @@ class _Walker:
                 f"{prefix}chown {st.st_uid}:{st.st_gid} -> {new_uid}:{new_gid} {rel}"
             )
         if chmod:
-            old = _mode(stat.S_IMODE(st.st_mode))
-            self.result.actions.append(f"{prefix}chmod {old} -> {_mode(mode)} {rel}")
+            old = octal(stat.S_IMODE(st.st_mode))
+            self.result.actions.append(f"{prefix}chmod {old} -> {octal(mode)} {rel}")
         if not self.dry_run and (chown or chmod):
             change_inode(dir_fd, name, st, (new_uid, new_gid) if chown else None, mode)
 
@@ -234,7 +178,7 @@ class _Walker:
         if entry.mode is not None and perm != entry.mode:
             out.append(
                 Problem(
-                    rel, "mode", f"mode {_mode(perm)}, expected {_mode(entry.mode)}"
+                    rel, "mode", f"mode {octal(perm)}, expected {octal(entry.mode)}"
                 )
             )
         elif entry.mode is None and perm & entry.forbid:
@@ -242,8 +186,8 @@ class _Walker:
                 Problem(
                     rel,
                     "mode",
-                    f"mode {_mode(perm)} lets others replace what is inside;"
-                    f" expected no {_mode(entry.forbid)} bits",
+                    f"mode {octal(perm)} lets others replace what is inside;"
+                    f" expected no {octal(entry.forbid)} bits",
                 )
             )
         if entry.uid is not None and st.st_uid != entry.uid:
@@ -260,7 +204,7 @@ class _Walker:
         mode = entry.mode if entry.mode is not None else entry.create_mode
         uid = entry.uid if entry.uid is not None else os.geteuid()
         gid = entry.gid if entry.gid is not None else os.getegid()
-        line = f"mkdir {_mode(mode)} {uid}:{gid} {entry.path}"
+        line = f"mkdir {octal(mode)} {uid}:{gid} {entry.path}"
         if self.dry_run:
             self.result.actions.append("would " + line)
             return
@@ -356,13 +300,13 @@ class _Walker:
         perm = stat.S_IMODE(st.st_mode)
         bad = perm & rule.forbid
         wrong_gid = rule.gid is not None and st.st_gid != rule.gid
-        problems = _bits_problems(here, perm, bad, rule.why) if bad else []
+        problems = bits_problems(here, perm, bad, rule.why) if bad else []
         if missing:
             problems.append(
                 Problem(
                     here,
                     "mode",
-                    f"directory mode {_mode(perm)} lacks setgid, so new files"
+                    f"directory mode {octal(perm)} lacks setgid, so new files"
                     " leave the course group",
                 )
             )
@@ -414,46 +358,6 @@ class _Walker:
 
 def _no_uid(username: str) -> None:
     return None
-
-
-@functools.cache
-def _proc_fd_works() -> bool:
-    return os.path.isdir("/proc/self/fd")
-
-
-def change_inode(dir_fd: int, name: str, st, owner, mode) -> None:
-    """chown (``owner``: (uid, gid) or None) and chmod (``mode`` or None) the
-    inode ``st`` describes, found as ``name`` in ``dir_fd``, and nothing else.
-
-    Works through an ``O_PATH`` descriptor and ``/proc/self/fd``, so a name
-    swapped since ``st`` was taken (for a symlink, another file, a hard link
-    to a file outside the course) is refused, never changed.
-    """
-    if not _proc_fd_works():
-        raise OSError(errno.ENOSYS, "/proc is not mounted; mount it and run again")
-    fd = os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
-    try:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or stat.S_ISLNK(
-            now.st_mode
-        ):
-            raise OSError(
-                errno.ESTALE,
-                "it was replaced while being checked; run the command again",
-            )
-        if not stat.S_ISDIR(now.st_mode) and now.st_nlink > 1:
-            raise OSError(
-                errno.EMLINK,
-                f"it has {now.st_nlink} hard links now; see 'aaltohub course check'",
-            )
-        inode = f"/proc/self/fd/{fd}"  # this very inode, whatever the name is now
-        if owner is not None:
-            os.chown(inode, *owner)
-            now = os.fstat(fd)  # chown may clear setgid, so look again
-        if mode is not None and mode != stat.S_IMODE(now.st_mode):
-            os.chmod(inode, mode)
-    finally:
-        os.close(fd)
 
 
 def _open_path(root_fd: int, rel: str) -> int:
