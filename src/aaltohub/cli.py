@@ -11,7 +11,16 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ["validate", "course", "quota", "probe", "demo"]
+COMMAND_MODULES = [
+    "validate",
+    "check_config",
+    "course",
+    "images",
+    "migrate",
+    "quota",
+    "probe",
+    "demo",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
