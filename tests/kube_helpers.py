@@ -47,10 +47,11 @@ use_dummy_kubeconfig()
 class MockUser(Mock):
     """The parts of a JupyterHub User that KubeSpawner reads."""
 
-    def __init__(self, name: str, admin: bool = False):
+    def __init__(self, name: str, admin: bool = False, groups=()):
         super().__init__()
         self.name = name
         self.admin = admin
+        self.groups = [SimpleNamespace(name=g) for g in groups]
         self.id = abs(hash(name)) % 10_000
         self.server = Server()
 
@@ -97,11 +98,12 @@ def make_spawner(config: Config, username: str, admin: bool = False, name: str =
 
 
 async def spawn_manifest(spawner, profile: str | None):
-    """Run the spawn sequence up to the pod manifest, as JupyterHub would:
-    clear_state, pre-spawn hook (authorization), then start()'s
-    load_user_options and get_pod_manifest."""
+    """Run the spawn sequence up to the pod manifest, as JupyterHub 6's
+    User.spawn does: clear_state, group overrides, the pre-spawn hook
+    (authorization), then start()'s load_user_options and get_pod_manifest."""
     spawner.user_options = {"profile": profile} if profile else {}
     spawner.clear_state()
+    await spawner.apply_group_overrides()
     await maybe_future(spawner.run_pre_spawn_hook())
     await spawner.load_user_options()
     return await spawner.get_pod_manifest()

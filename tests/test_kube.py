@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
@@ -301,6 +302,40 @@ async def test_no_setting_leaks_between_spawns(config, catalog_dir):
     assert pod["metadata"]["labels"]["aaltohub/course"] == "generic"
     # and the class-wide config was never mutated in place
     assert "LEAK" not in config.CourseSpawner.get("environment", {})
+
+
+async def test_group_overrides_do_not_outlive_the_group(config):
+    # JupyterHub applies group overrides after clear_state and merges them
+    # into trait dicts in place; a user who leaves the group gets none.
+    config.CourseSpawner.group_overrides = {
+        "gpu": {
+            "groups": ["gpu"],
+            "spawner_override": {"node_selector": {"gpu": "yes"}},
+        }
+    }
+    spawner = make_spawner(config, "student1")
+    spawner.user.groups = [SimpleNamespace(name="gpu")]
+    first = to_dict(await spawn_manifest(spawner, "intro"))
+    assert first["spec"]["nodeSelector"] == {"gpu": "yes"}
+    spawner.user.groups = []  # left the group
+    later = to_dict(await spawn_manifest(spawner, "intro"))
+    assert not later["spec"].get("nodeSelector")
+    assert "node_selector" not in config.CourseSpawner  # config never mutated
+
+
+async def test_start_notices_belong_to_one_spawn(config):
+    spawner = make_spawner(config, "student1")
+    spawner.start_notices.append("a leftover pod was replaced")
+    await spawn_manifest(spawner, "intro")
+    assert spawner.start_notices == []
+
+
+async def test_general_profiles_need_a_slug(config):
+    # Resolved before courses by slug: without one, a course file of the
+    # same name could take the profile over.
+    config.CourseSpawner.general_profiles = [{"display_name": "Python Basic"}]
+    with pytest.raises(TraitError, match="needs a 'slug'"):
+        make_spawner(config, "student1")
 
 
 async def test_course_state_survives_hub_restart(config):

@@ -305,3 +305,21 @@ def test_cli_registers_demo():
 
     args = build_parser().parse_args(["demo", "--port", "9000", "--password", "p"])
     assert (args.port, args.password, args.isolation) == (9000, "p", "auto")
+
+
+async def test_a_root_hub_that_cannot_sandbox_refuses_rather_than_run_as_root(
+    config, monkeypatch
+):
+    import aaltohub.local.spawner as module
+
+    async def no_sandbox():
+        return False
+
+    monkeypatch.setattr(module, "namespaces_work", no_sandbox)
+    monkeypatch.setattr(module, "sandbox_problem", lambda: "bwrap is not installed")
+    monkeypatch.setattr(module.os, "geteuid", lambda: 0)
+    spawner = local_spawner(config, "student1")
+    with pytest.raises(web.HTTPError) as info:
+        await spawner._isolation_mode()
+    assert "would run them as root" in info.value.jupyterhub_message
+    assert "apt-get install bubblewrap" in info.value.jupyterhub_message

@@ -22,7 +22,7 @@ from dataclasses import fields
 
 import sqlalchemy
 from tornado import web
-from traitlets import Any, Dict, Int, List, Type, Unicode
+from traitlets import Any, Dict, Int, List, TraitError, Type, Unicode, validate
 
 from . import access, metrics
 from .access import AccessDenied, Viewer
@@ -78,6 +78,20 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
         ``profile_list``) are shown too, and run exactly as without
         aaltohub.""",
     ).tag(config=True)
+
+    @validate("general_profiles")
+    def _valid_general_profiles(self, proposal):
+        # Resolved by slug before the courses: a general profile without a
+        # valid slug could be taken over by a course file of that name.
+        for i, profile in enumerate(proposal.value):
+            slug = profile.get("slug")
+            if not isinstance(slug, str) or not PROFILE_NAME.fullmatch(slug):
+                raise TraitError(
+                    f"general_profiles[{i}] ({profile.get('display_name', '?')!r})"
+                    f" needs a 'slug' of letters, digits, '.', '_' and '-',"
+                    f" not {slug!r}"
+                )
+        return proposal.value
 
     max_user_options_size = Int(
         4096,
@@ -231,7 +245,8 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
     def _forget_options(self, kept: dict) -> None:
         # Both copies: the API shows the spawner's, the database keeps the
         # orm's for the next start.
-        kept = kept if len(json.dumps(kept, default=str)) < 4096 else {}
+        small = len(json.dumps(kept, default=str)) <= self.max_user_options_size
+        kept = kept if small else {}
         self.user_options = kept
         orm = getattr(self, "orm_spawner", None)
         if orm is None or not hasattr(orm, "user_options"):

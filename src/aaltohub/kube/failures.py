@@ -97,6 +97,10 @@ PULL_NOT_FOUND = ("not found", "manifest unknown", "does not exist")
 PULL_DENIED = ("denied", "unauthorized", "forbidden", "authentication required")
 PULL_TRANSIENT = ("timeout", "timed out", "too many requests", "toomanyrequests")
 PULL_TRANSIENT += ("connection refused", "connection reset", "service unavailable")
+# kubelet's own pull rate limit: a whole class starting at once hits it.
+PULL_TRANSIENT += ("qps exceeded", "context deadline exceeded")
+#: A container runtime under load says this; it usually clears by itself.
+RUNTIME_TRANSIENT = ("context deadline exceeded", "deadline exceeded")
 SCALE_UP = {"TriggeredScaleUp", "Nominated"}  # cluster-autoscaler, Karpenter
 
 
@@ -201,7 +205,10 @@ def _containers(pod: dict, events: list) -> Failure | None:
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 return _exited(pod, cs, last, init, previous=True)
             if reason in CREATE_REASONS:
-                return failure("config", detail, said=clip(said, 160) or reason)
+                transient = any(t in said.lower() for t in RUNTIME_TRANSIENT)
+                return failure(
+                    "config", detail, transient, said=clip(said, 160) or reason
+                )
             ended = state.get("terminated")
             if ended and not (init and ended.get("exitCode") == 0):
                 return _exited(pod, cs, ended, init, previous=False)
@@ -273,15 +280,18 @@ _NFS = re.compile(r"(?:mounting|nfs)\s+([\w.-]+|\[[0-9a-fA-F:]+\]):(/[^\s'\"]*)"
 def mount_problem(message: str) -> tuple[str, bool]:
     """(plain words, transient) for the message of a FailedMount event."""
     nfs = _NFS.search(message)
-    server, path = nfs.groups() if nfs else ("the file server", "the directory")
+    server, path = nfs.groups() if nfs else ("", "the directory")
+    at = f"file server {server}" if server else "the file server"
     low = message.lower()
     missing = re.search(r'(\w+) "([^"]+)" not found', message)
     if "access denied" in low or "permission denied" in low:
-        return f"file server {server} refused access to {path}", False
+        return f"{at} refused access to {path}", False
     if "no such file or directory" in low:
-        return f"{path} does not exist on file server {server}", False
-    if "timed out" in low and "mount.nfs" in low:
-        return f"file server {server} did not answer when mounting {path}", True
+        return f"{path} does not exist on {at}", False
+    if "timed out" in low:
+        # mount.nfs timing out, or kubelet's "Unable to attach or mount
+        # volumes ... timed out waiting for the condition": slow, not broken.
+        return f"{at} did not answer when mounting {path}", True
     if missing:
         return f"the {missing[1]} {missing[2]} it needs does not exist", False
     volume = re.search(r'volume "([^"]+)"', message)
@@ -297,6 +307,8 @@ def _mounts(pod: dict, events: list) -> Failure | None:
     said = (event or {}).get("message", "")
     if event is None or "not registered" in said:
         return None  # a kubelet cache race after restarts; it clears itself
+    if _after(events, event, {"Pulling", "Pulled", "Created", "Started"}):
+        return None  # mounted since: the kubelet moved on to the image
     what, transient = mount_problem(said)
     advice = LATER if transient else ADMINS
     detail = f"{_ref(pod)}: FailedMount: {said}"
@@ -411,6 +423,13 @@ def _memory(resources) -> str:
     if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
         return f"{int(value) / 1024**3:g} GiB"
     return str(value or "")
+
+
+def _after(events: list, event: dict, reasons: set) -> bool:
+    """Whether an event of ``reasons`` came after ``event`` (events are in
+    the order the reflector saw them)."""
+    later = events[events.index(event) + 1 :] if event in events else []
+    return any(e.get("reason") in reasons for e in later)
 
 
 def _last(events: list, reasons: set) -> dict | None:

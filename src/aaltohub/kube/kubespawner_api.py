@@ -13,6 +13,7 @@ Tested with kubespawner 7.x (``pyproject.toml`` pins ``<8``).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 from kubespawner import KubeSpawner
@@ -103,3 +104,22 @@ def render_options_form(spawner: KubeSpawner, profiles: list[dict]) -> str:
     """KubeSpawner's own options form (its template and JavaScript) for a
     given profile list."""
     return spawner._render_options_form(profiles)
+
+
+_STOPPING: set[asyncio.Future] = set()
+
+
+def forget_failed_reflectors(spawner: KubeSpawner) -> list[str]:
+    """Stop and forget the shared reflectors whose first list failed (e.g.
+    RBAC refused it): KubeSpawner keeps them, and later spawns would wait
+    start_timeout for events they never deliver. Returns their kinds."""
+    kinds = []
+    for key, reflector in list(spawner.reflectors.items()):
+        loaded = reflector.first_load_future
+        if loaded.done() and not loaded.cancelled() and loaded.exception():
+            del spawner.reflectors[key]
+            stopping = asyncio.ensure_future(reflector.stop())
+            _STOPPING.add(stopping)  # keep a reference until it is done
+            stopping.add_done_callback(_STOPPING.discard)
+            kinds.append(reflector.kind)
+    return kinds

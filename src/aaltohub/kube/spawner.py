@@ -61,6 +61,7 @@ class CourseSpawner(CourseSpawnMixin, FailFastStartMixin, KubeSpawner):
         super().__init__(*args, **kwargs)
         self._plan: SpawnPlan | None = None
         self._remembered: dict = {}
+        self._own_profiles: tuple | None = None
 
     # --- the options form: KubeSpawner's own, over the combined list ------------
     @default("options_form")
@@ -77,27 +78,37 @@ class CourseSpawner(CourseSpawnMixin, FailFastStartMixin, KubeSpawner):
 
     async def own_profiles(self) -> list[dict]:
         """KubeSpawner's ``profile_list`` (a list, a dict or a callable, set
-        in config or later by a hook), read now, with KubeSpawner's slugs."""
-        profiles = self.profile_list
+        in config or later by a hook), read now, with KubeSpawner's slugs.
+
+        A callable is called once per spawn (and again only if a hook sets
+        another list), so every check of one spawn sees the same list."""
+        configured = self.profile_list
+        if self._own_profiles is not None and self._own_profiles[0] is configured:
+            return self._own_profiles[1]
+        profiles = configured
         if callable(profiles):
             profiles = await maybe_future(profiles(self))
         if isinstance(profiles, dict):
             profiles = [profiles[key] for key in sorted(profiles)]
-        return [
+        found = [
             p if "slug" in p else {**p, "slug": slugify(p["display_name"])}
             for p in profiles or []
         ]
+        self._own_profiles = (configured, found)
+        return found
 
     # --- no leaks between spawns -------------------------------------------------
     def _remember_config(self) -> None:
         """Remember every configured value before this spawn changes any.
 
         JupyterHub reuses the spawner object for every start of a server,
-        and KubeSpawner merges profile overrides into trait dicts in place.
-        So each container trait gets a private copy for this spawn (nothing
-        mutates the hub's config), and clear_state() puts the remembered
-        values back. Read now, not at construction: a hook may have set a
-        per-user value (e.g. profile_list) since.
+        and KubeSpawner merges group and profile overrides into trait dicts
+        in place. So each container trait gets a private copy for this spawn
+        (nothing mutates the hub's config), and the next clear_state() puts
+        the remembered values back. Done in clear_state(), which JupyterHub
+        calls first in every spawn, before group overrides, user options and
+        hooks; never at construction, so values set later (a per-user
+        profile_list from a hook) are read when used.
         """
         remembered = {}
         for name in self.trait_names(config=True):
@@ -118,8 +129,10 @@ class CourseSpawner(CourseSpawnMixin, FailFastStartMixin, KubeSpawner):
     def clear_state(self):
         self._restore_config()
         self._plan = None
-        self._start_notices = []
+        self._own_profiles = None
+        self.start_notices = []
         super().clear_state()
+        self._remember_config()
 
     # --- the spawn sequence --------------------------------------------------------
     async def run_pre_spawn_hook(self):
@@ -138,7 +151,8 @@ class CourseSpawner(CourseSpawnMixin, FailFastStartMixin, KubeSpawner):
     async def load_user_options(self):
         # Inside start(), after JupyterHub's pre-spawn steps: the last gate,
         # and late enough that profile overrides cannot undo the plan.
-        self._remember_config()
+        if not self._remembered:
+            self._remember_config()  # a start without clear_state (tests, tools)
         if not self.course_mode:
             await super().load_user_options()
             return

@@ -21,7 +21,7 @@ from traitlets import Bool, Float
 from traitlets.config import LoggingConfigurable
 
 from ..spawn import user_error
-from . import api_errors, failures
+from . import api_errors, failures, kubespawner_api
 
 
 @dataclass
@@ -212,13 +212,7 @@ class FailFastStartMixin(LoggingConfigurable):
         """KubeSpawner keeps a reflector whose first list failed, and later
         spawns wait start_timeout for a pod it never reports. Forget it, so
         the next start lists again; say what it watched."""
-        kinds = []
-        for key, reflector in list(self.reflectors.items()):
-            loaded = reflector.first_load_future
-            if loaded.done() and not loaded.cancelled() and loaded.exception():
-                del self.reflectors[key]
-                kinds.append(reflector.kind)
-        return " and ".join(sorted(kinds))
+        return " and ".join(sorted(kubespawner_api.forget_failed_reflectors(self)))
 
     def _log_failure(self, failure: failures.Failure) -> None:
         took = time.monotonic() - (self._attempt or _Attempt()).started
@@ -260,7 +254,7 @@ class FailFastStartMixin(LoggingConfigurable):
         ref = f"{self.namespace}/{self.pod_name}"
         pod = self.pod_reflector.pods.get(ref) if self.pod_reflector else None
         uid = pod["metadata"].get("uid") if pod else None
-        if attempt and attempt.creating and (uid is None or uid in attempt.stale):
+        if attempt and attempt.creating and uid is not None and uid in attempt.stale:
             # Mid-start, KubeSpawner stops a pod it did not create only when
             # creating ours got 409 Conflict: it deletes the leftover of our
             # name and creates ours again.

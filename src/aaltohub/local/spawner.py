@@ -85,7 +85,8 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
         bubblewrap: a sandbox at the pod's paths, running as the user's
         uid), ``prefix`` (symlinks under a per-server directory, running as
         the hub's uid, nothing enforced) or ``auto`` (namespace when the hub
-        is root and bubblewrap works, else prefix).""",
+        is root, prefix when it is not; a root hub that cannot sandbox
+        refuses to start servers rather than run them as root).""",
     ).tag(config=True)
 
     readonly_binds = List(
@@ -327,12 +328,21 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
                 f" 'namespace', but servers cannot be sandboxed here: {problem}."
                 " Fix that, or set isolation to 'auto' or 'prefix'.",
             )
-        self.log.warning(
-            "isolation=auto: servers cannot be sandboxed here (%s); they run as"
-            " root in prefix mode, with NO read-only or user separation",
+        # Fail closed: as root, an unsandboxed server runs as root, which
+        # would give every user root on this machine.
+        self.log.error(
+            "isolation=auto: the hub runs as root but servers cannot be"
+            " sandboxed here (%s); refusing to start them as root",
             problem,
         )
-        return "prefix"
+        raise user_error(
+            500,
+            "The hub is misconfigured: it runs as root, but servers cannot be"
+            f" sandboxed here ({problem}), and starting them unsandboxed would"
+            " run them as root. Install bubblewrap (apt-get install"
+            " bubblewrap), or set c.LocalCourseSpawner.isolation = 'prefix' to"
+            " accept unsandboxed servers (never for real users).",
+        )
 
     def _prepare(self, plan, identity, mode: str) -> views.Launch:
         """Blocking: the server's view of the storage (see views.py)."""
