@@ -333,3 +333,64 @@ def test_a_planted_submission_is_not_collected_as_the_victims(world):
     assert "by student2" not in "".join(
         p.read_text() for p in submitted.rglob("*.ipynb")
     )
+
+
+# --- the copy: what was checked, never what a link points to now -----------------
+def _submission(tmp_path, name="s1+ps1+2026"):
+    sub = tmp_path / "inbound" / name
+    sub.mkdir(parents=True)
+    (sub / "ps1.ipynb").write_text("{}")
+    return sub
+
+
+def test_stage_copies_a_plain_submission(tmp_path):
+    from aaltohub.nbgrader_exchange import stage_submission
+
+    sub = _submission(tmp_path)
+    staged = tmp_path / "stage"
+    owner = sub.stat().st_uid
+    assert stage_submission(str(sub), str(staged), owner, 10**6) == ""
+    assert (staged / "ps1.ipynb").read_text() == "{}"
+
+
+def test_stage_refuses_a_link_swapped_in_after_the_check(tmp_path):
+    # The student swaps the notebook for a link to the answer key between
+    # the check and the copy: the copy must not read the key.
+    from aaltohub.nbgrader_exchange import stage_submission
+
+    key = tmp_path / "answer-key.ipynb"
+    key.write_text("SECRET")
+    sub = _submission(tmp_path)
+    (sub / "ps1.ipynb").unlink()
+    (sub / "ps1.ipynb").symlink_to(key)
+    staged = tmp_path / "stage"
+    why = stage_submission(str(sub), str(staged), sub.stat().st_uid, 10**6)
+    assert "symbolic link, ps1.ipynb" in why
+    assert "SECRET" not in "".join(
+        p.read_text() for p in staged.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
+def test_stage_refuses_a_directory_swapped_for_a_link(tmp_path):
+    from aaltohub.nbgrader_exchange import stage_submission
+
+    other = tmp_path / "other-students-submitted"
+    other.mkdir()
+    link = tmp_path / "inbound" / "s1+ps1+2026"
+    link.parent.mkdir()
+    link.symlink_to(other)
+    why = stage_submission(str(link), str(tmp_path / "stage"), None, 10**6)
+    assert "cannot be opened as a directory" in why
+
+
+def test_stage_refuses_a_changed_owner_and_an_oversized_submission(tmp_path):
+    from aaltohub.nbgrader_exchange import stage_submission
+
+    sub = _submission(tmp_path)
+    owner = sub.stat().st_uid
+    assert "changed owner" in stage_submission(
+        str(sub), str(tmp_path / "a"), owner + 1, 10**6
+    )
+    assert "more than nbgrader's limit" in stage_submission(
+        str(sub), str(tmp_path / "b"), owner, 1
+    )

@@ -39,7 +39,9 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -182,6 +184,41 @@ def _content_problem(path: str) -> str:
         return f"cannot be checked: {e.strerror} ({e.filename})"
 
 
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def stage_submission(src: str, staged: str, owner: int | None, limit: int) -> str:
+    """Copy the submission directory ``src`` to ``staged`` (a directory the
+    student cannot reach) without following any link; why not, or ''."""
+    try:
+        fd = os.open(src, _DIR_NOFOLLOW)
+    except OSError as e:
+        return f"cannot be opened as a directory ({e.strerror}; a link?)"
+    try:
+        st = os.fstat(fd)
+        if owner is not None and st.st_uid != owner:
+            return f"changed owner since it was checked (now uid {st.st_uid})"
+        pinned = f"/proc/self/fd/{fd}"  # the very directory that was checked
+        size = sum(
+            os.lstat(os.path.join(d, n)).st_size
+            for d, _, names in os.walk(pinned)
+            for n in names
+        )
+        if size > limit:
+            return f"is {size} bytes, more than nbgrader's limit of {limit}"
+        shutil.copytree(pinned, staged, symlinks=True)
+    except OSError as e:
+        return f"could not be copied: {e.strerror or e}"
+    finally:
+        os.close(fd)
+    for dirpath, dirnames, filenames in os.walk(staged):
+        for name in dirnames + filenames:
+            if os.path.islink(os.path.join(dirpath, name)):
+                rel = os.path.relpath(os.path.join(dirpath, name), staged)
+                return f"contains a symbolic link, {rel}"
+    return ""
+
+
 class OwnerCheck(HasTraits):
     """The owner check of ``VerifiedExchangeCollect``, kept apart from
     nbgrader's class so that this module imports without nbgrader.
@@ -206,6 +243,7 @@ class OwnerCheck(HasTraits):
 
     def init_src(self):
         self._seen = []  # every record nbgrader's init_src reads
+        self._owners: dict[str, int] = {}  # path of a trusted record -> its owner
         super().init_src()
         if self.verify_owner:
             self._drop_untrusted()
@@ -216,15 +254,16 @@ class OwnerCheck(HasTraits):
         return record
 
     def _drop_untrusted(self) -> None:
-        reasons = judge(
-            scan_inbound(self.inbound_path), nss_uid, self.require_known_uid
-        )
+        entries = scan_inbound(self.inbound_path)
+        reasons = judge(entries, nss_uid, self.require_known_uid)
+        owner_of = {e.name: e.uid for e in entries}
         kept = []
         for record in self._seen:
             path = os.path.join(self.inbound_path, record["filename"])
             why = reasons.get(record["filename"]) or _content_problem(path)
             if not why:
                 kept.append(record)
+                self._owners[path] = owner_of.get(record["filename"])
                 continue
             self.log.warning(
                 "Skipped %s: it %s; it was not collected as %s's. Look at it"
@@ -237,6 +276,34 @@ class OwnerCheck(HasTraits):
             )
         if len(kept) != len(self._seen):
             self.src_records = self._newest_per_student(kept)
+
+    def do_copy(self, src, dest, log=None):
+        """Copy what was checked, not what the name points to now.
+
+        The owner of a submission can swap its entries (or the directory)
+        for symbolic links between the check and the copy, and nbgrader's
+        copytree follows links with the instructor's rights. So the
+        directory is opened without following links, its owner checked
+        again, and its contents staged into a private directory with links
+        kept as links; a staged link refuses the submission. nbgrader then
+        copies from the stage, with its own ignore, size and mode rules."""
+        if not self.verify_owner:
+            return super().do_copy(src, dest, log)
+        stage = tempfile.mkdtemp(prefix="aaltohub-collect-")
+        try:
+            staged = os.path.join(stage, "submission")
+            limit = 1000 * self.coursedir.max_dir_size
+            problem = stage_submission(src, staged, self._owners.get(src), limit)
+            if problem:
+                self.log.warning(
+                    "Skipped %s while copying: it %s; it was not collected.",
+                    src,
+                    problem,
+                )
+                return None
+            return super().do_copy(staged, dest, log)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
     def _newest_per_student(self, records):
         """nbgrader's choice (its ExchangeCollect.init_src), over the trusted
