@@ -128,3 +128,13 @@ def test_a_hub_with_a_bad_template_does_not_start(users_file):
         Login(config=c).check_allow_config()
     c.StoragePaths.home_sub_path = "homes/{username}"
     Login(config=c.copy()).check_allow_config()  # a fixed config starts
+
+
+def test_a_moved_list_option_appended_to_still_works(caplog):
+    # c.CourseMountsHook.extra_mounts.append(...) stores a lazy value.
+    c = Config()
+    c.CourseMountsHook.extra_mounts.append({"target": "/m", "sub_path": "m"})
+    with pytest.warns(DeprecationWarning):
+        paths = StoragePaths(config=c)
+    assert paths.extra_mounts == [{"target": "/m", "sub_path": "m"}]
+    assert "c.StoragePaths.extra_mounts instead" in caplog.text  # logged too
