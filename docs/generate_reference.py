@@ -30,6 +30,8 @@ CLASSES = [
     "aaltohub.hooks:EnvironmentHook",
     "aaltohub.hooks.quota:QuotaHook",
     "aaltohub.hooks.provision:ProvisionHomeHook",
+    "aaltohub.hooks.instructor_courses:InstructorCoursesHook",
+    "aaltohub.hooks.aalto_hook_files:AaltoHookFilesHook",
     "aaltohub.local:LocalCourseSpawner",
     "aaltohub.storage:StorageLayout",
     "aaltohub.storage:LocalHomeProvisioner",

@@ -235,8 +235,10 @@ def test_override_allow_list_is_enforced_at_load(catalog_dir):
     )
     catalog = load(catalog_dir)
     message = problem_of(catalog, "root")
-    assert message.startswith("course file root.yaml: kubespawner_override key 'uid'")
-    assert "is not allowed" in message
+    # both refused keys are named, not only the first
+    assert message.startswith("course file root.yaml: 2 problems: (1)")
+    assert "(1) kubespawner_override key 'uid' is not allowed" in message
+    assert "(2) kubespawner_override key 'privileged' is not allowed" in message
     assert "extra_override_keys" in problem_of(catalog, "prio")
     # the deployer may widen the list, but never with a key that weakens isolation
     wide = CourseCatalog(

@@ -99,10 +99,76 @@ def test_other_keys_are_refused_unless_the_deployer_allows_them():
     assert course.kubespawner_override == {"priority_class_name": "high"}
 
 
-def test_reference_deployment_keys_point_to_their_course_keys():
-    assert "use the course key 'cull'" in refused({"cull_inactive_time": 3600})
-    assert "use the course key 'jupyterlab'" in refused({"x_jupyter_enable_lab": True})
+def test_reference_deployment_keys_become_course_settings():
+    # Aalto wrote cull limits and the JupyterLab switch in the override
+    course = override(
+        {
+            "cull_inactive_time": 7200,
+            "cull_max_age": 36000,
+            "x_jupyter_enable_lab": False,
+        }
+    )
+    assert course.kubespawner_override == {}
+    assert (course.cull.inactive_timeout, course.cull.max_age) == (7200, 36000)
+    assert course.jupyterlab is False
+    assert "'cull_max_age' must be a non-negative number" in refused(
+        {"cull_max_age": "8h"}
+    )
+    # what the hub itself decides stays refused
     assert "the hub sets it" in refused({"course_slug": "other"})
+    assert "the hub sets it" in refused({"as_instructor": True})
+
+
+def test_cull_in_two_places_is_a_conflict():
+    with pytest.raises(CourseError, match="keep one of them"):
+        build_course(
+            "c",
+            {"cull": {"max_age": 60}, "kubespawner_override": {"cull_max_age": 90}},
+        )
+
+
+@pytest.mark.parametrize(
+    "limits,defaults,only_lengthens,expected",
+    [
+        ((None, None), (3600, 28800), False, (3600, 28800)),
+        ((600, 3600), (3600, 28800), False, (600, 3600)),  # aaltohub: may shorten
+        ((600, 3600), (3600, 28800), True, (3600, 28800)),  # Aalto: only lengthen
+        ((7200, 86400), (3600, 28800), True, (7200, 86400)),
+    ],
+)
+def test_effective_cull_limits(limits, defaults, only_lengthens, expected):
+    from aaltohub.course import Cull
+
+    cull = Cull(*limits, only_lengthens=only_lengthens)
+    assert cull.effective(*defaults) == expected
+
+
+def test_every_problem_in_a_file_is_reported():
+    data = {
+        "gid": "x",
+        "uid": -1,
+        "colour": "red",
+        "kubespawner_override": {"privileged": True, "mem_limit": "lots"},
+        "image": 5,
+    }
+    with pytest.raises(CourseError) as e:
+        build_course("c", data)
+    assert len(e.value.problems) == 6, e.value.problems
+    message = str(e.value)
+    assert message.startswith("course file c.yaml: 6 problems: (1) key 'gid'")
+    for part in (
+        "'uid'",
+        "'colour' is unknown",
+        "'privileged'",
+        "mem_limit",
+        "'image'",
+    ):
+        assert part in message
+
+
+def test_aalto_uid_and_archived_are_read():
+    course = build_course("c", {"gid": 70001, "uid": 1234, "archived": True})
+    assert (course.uid, course.archived, course.archive) == (1234, True, False)
 
 
 @pytest.mark.parametrize(

@@ -63,3 +63,18 @@ def test_values_of_the_wrong_type_are_dropped_not_trusted():
     }
     record = ServerRecord.from_state({STATE_KEY: junk})
     assert record == ServerRecord(course=None, role="student")
+
+
+def test_adopted_aalto_record_keeps_its_origin_across_restarts():
+    aalto = {"pod_name": "jupyter-a", "course_slug": "ml", "cull_inactive_time": 7200.0}
+    record = ServerRecord.from_state(aalto)
+    assert (record.course, record.cull_inactive_timeout, record.origin) == (
+        "ml",
+        7200,
+        "aalto",
+    )
+    again = ServerRecord.from_state({"aaltohub": record.to_state()})
+    assert again == record
+    # aaltohub's own record wins over stale Aalto keys beside it
+    mixed = {**aalto, "aaltohub": {"version": 2, "course": "intro", "role": "student"}}
+    assert ServerRecord.from_state(mixed).course == "intro"

@@ -69,6 +69,17 @@ def test_course_uid_and_modes_are_configurable():
     assert {x.uid for x in e.values() if x.mode is not None} == {990}
 
 
+def test_a_course_uid_owns_that_course_only():
+    # Aalto's managecourse.py chowned a course's directories to its 'uid'
+    cfg = Config()
+    cfg.StorageLayout.course_uid = 990
+    layout = StorageLayout(config=cfg)
+    own = by_path(layout.entries(course(gid=5, uid=1000010, instructors=["t"])))
+    assert {x.uid for x in own.values() if x.mode is not None} == {1000010}
+    other = by_path(layout.entries(course("other", gid=6, instructors=["t"])))
+    assert {x.uid for x in other.values() if x.mode is not None} == {990}
+
+
 def test_templates_come_from_storage_paths():
     cfg = Config()
     cfg.StoragePaths.files_sub_path = "courses/{coursedir_slug}/instructors"

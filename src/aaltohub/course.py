@@ -19,8 +19,16 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from .course_overrides import validate_override
-from .course_values import CourseError, memory, number, reject_unknown, show
+from .course_overrides import AALTO_OVERRIDE_KEYS, split_aalto_keys, validate_override
+from .course_values import (
+    CourseError,
+    combine,
+    memory,
+    number,
+    reject_unknown,
+    show,
+    unknown_key,
+)
 
 __all__ = ["Course", "CourseError", "Resources", "build_course", "parse_profile_slug"]
 
@@ -52,6 +60,24 @@ class Cull:
 
     inactive_timeout: int | None = None
     max_age: int | None = None
+    #: Aalto's rule (``c.CourseCatalog.aalto_cull_only_lengthens``): the
+    #: larger of the hub default and the course value, so a course can only
+    #: lengthen its limits.
+    only_lengthens: bool = False
+
+    def effective(self, default_timeout: int, default_max_age: int) -> tuple[int, int]:
+        """(inactive_timeout, max_age) of a server, given the hub defaults.
+        The one home of the rule; the spawn hooks and the culler use it."""
+        timeout, age = self.inactive_timeout, self.max_age
+        if timeout is None:
+            timeout = default_timeout
+        elif self.only_lengthens:
+            timeout = max(timeout, default_timeout)
+        if age is None:
+            age = default_max_age
+        elif self.only_lengthens:
+            age = max(age, default_max_age)
+        return timeout, age
 
 
 @dataclass(frozen=True)
@@ -62,10 +88,16 @@ class Course:
     name: str
     source: str = ""
     gid: int | None = None
+    #: Owner of the course directories (Aalto's managecourse.py); None:
+    #: the hub-wide ``c.StorageLayout.course_uid``.
+    uid: int | None = None
     instructors: frozenset[str] = frozenset()
     students: frozenset[str] = frozenset()
     private: bool = False
     archive: bool = False
+    #: Aalto's ``archived``: the course's directories are mounted read-only
+    #: when its instructors start another course (InstructorCoursesHook).
+    archived: bool = False
     default: bool = False
     image: Any = None
     image_instructor: Any = None
@@ -126,6 +158,17 @@ def _gid(value, key):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise CourseError(f"key '{key}' must be a positive group id, not {show(value)}")
+    return value
+
+
+def _uid(value, key):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CourseError(
+            f"key '{key}' must be the numeric user id that owns the course"
+            f" directories, not {show(value)}"
+        )
     return value
 
 
@@ -242,10 +285,12 @@ def _cull(value, key):
 FIELDS = {
     "name": _str,
     "gid": _gid,
+    "uid": _uid,
     "instructors": _usernames,
     "students": _usernames,
     "private": _bool,
     "archive": _bool,
+    "archived": _bool,
     "default": _bool,
     "image": _image,
     "image_instructor": _image,
@@ -270,6 +315,51 @@ FIELDS = {
 ROSTER_FIELDS = ("students", "instructors")
 
 
+def _aalto_override(aalto: dict, values: dict, problems: list) -> None:
+    """Move Aalto's course settings out of kubespawner_override."""
+    cull = {}
+    for name, item in aalto.items():
+        target = AALTO_OVERRIDE_KEYS[name]
+        where = f"key 'kubespawner_override.{name}'"
+        try:
+            if target == "jupyterlab":
+                values.setdefault(
+                    "jupyterlab", _bool(item, f"kubespawner_override.{name}")
+                )
+            else:
+                seconds = number(item, where, name)
+                cull[target] = None if seconds is None else int(seconds)
+        except CourseError as e:
+            problems.extend(e.problems)
+    if not cull:
+        return
+    if "cull" in values:
+        problems.append(
+            "key 'cull' and kubespawner_override's cull_inactive_time /"
+            " cull_max_age both set the cull limits; keep one of them"
+        )
+        return
+    values["cull"] = Cull(**cull)
+
+
+def _course_values(data: dict, extra_override_keys, problems: list) -> dict:
+    values: dict[str, Any] = {}
+    aalto: dict = {}
+    for key, value in data.items():
+        try:
+            if key not in FIELDS:
+                problems.append(unknown_key(key, FIELDS, ""))
+            elif key == "kubespawner_override":
+                kube, aalto = split_aalto_keys(value)
+                values[key] = validate_override(kube, key, extra_override_keys)
+            else:
+                values[key] = FIELDS[key](value, key)
+        except CourseError as e:
+            problems.extend(e.problems)
+    _aalto_override(aalto, values, problems)
+    return values
+
+
 def build_course(
     slug: str,
     data: Any,
@@ -283,8 +373,9 @@ def build_course(
 
     ``extra_override_keys`` are kubespawner_override keys the deployer allows
     beyond ``ALLOWED_OVERRIDE_KEYS`` (``c.CourseCatalog.extra_override_keys``);
-    ``REFUSED_OVERRIDE_KEYS`` stay refused. Raises CourseError whose message
-    starts with the file name.
+    ``REFUSED_OVERRIDE_KEYS`` stay refused. Every key is checked: the
+    CourseError's message starts with the file name and lists each problem
+    (``.problems`` has them one by one).
     """
     where = source or f"{slug}.yaml"
     if not SLUG_RE.fullmatch(slug) or slug.endswith(INSTRUCTOR_SUFFIX):
@@ -296,29 +387,30 @@ def build_course(
         data = {}
     if not isinstance(data, dict):
         raise CourseError(f"course file {where}: expected a mapping of course keys")
-    values: dict[str, Any] = {}
-    try:
-        reject_unknown(data, FIELDS, "")
-        for key, value in data.items():
-            if key == "kubespawner_override":
-                values[key] = validate_override(value, key, extra_override_keys)
-            else:
-                values[key] = FIELDS[key](value, key)
-    except CourseError as e:
-        raise CourseError(f"course file {where}: {e}") from None
+    problems: list[str] = []
+    values = _course_values(data, extra_override_keys, problems)
+    if problems:
+        raise combine(f"course file {where}", problems)
     if roster is not None:
         rwhere = roster_source or f"{slug}-users.yaml"
         if not isinstance(roster, dict):
             raise CourseError(f"roster file {rwhere}: expected students:/instructors:")
-        try:
-            reject_unknown(roster, ROSTER_FIELDS, "")
-            for key in ROSTER_FIELDS:
-                if key in roster:
+        for key in roster:
+            if key not in ROSTER_FIELDS:
+                problems.append(
+                    unknown_key(key, ROSTER_FIELDS, "")
+                    + "; a roster file holds only students and instructors"
+                    f" (move other keys to {where})"
+                )
+            else:
+                try:
                     values[key] = values.get(key, frozenset()) | _usernames(
                         roster[key], key
                     )
-        except CourseError as e:
-            raise CourseError(f"roster file {rwhere}: {e}") from None
+                except CourseError as e:
+                    problems.extend(e.problems)
+        if problems:
+            raise combine(f"roster file {rwhere}", problems)
     values.setdefault("name", slug)
     values.setdefault("coursedir_slug", slug)
     return Course(slug=slug, source=where, **values)

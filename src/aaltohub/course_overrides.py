@@ -71,13 +71,18 @@ _REFUSED_WHY = (
     " what the server runs or how it reaches the hub; remove the key (the"
     " deployer sets these in the hub's configuration)"
 )
-# Keys of the reference deployment's course files, and where they went.
+# Keys of the reference deployment's overrides that the hub itself sets.
 _OVERRIDE_HINTS = {
-    "cull_inactive_time": "use the course key 'cull' ({inactive_timeout: SECONDS})",
-    "cull_max_age": "use the course key 'cull' ({max_age: SECONDS})",
-    "x_jupyter_enable_lab": "use the course key 'jupyterlab' (true or false)",
     "course_slug": "the hub sets it from the name of the course file",
     "as_instructor": "the hub sets it from the user's role",
+}
+#: Keys of the reference (Aalto) deployment's kubespawner_override that are
+#: not KubeSpawner options but course settings: read with Aalto's meaning and
+#: moved to the course (cull limits in seconds, the JupyterLab switch).
+AALTO_OVERRIDE_KEYS = {
+    "cull_inactive_time": "inactive_timeout",
+    "cull_max_age": "max_age",
+    "x_jupyter_enable_lab": "jupyterlab",
 }
 
 # Fields KubeSpawner fills into environment values, labels and annotations
@@ -323,25 +328,49 @@ def override_key_refused(key: str) -> bool:
     return key in REFUSED_OVERRIDE_KEYS or key.startswith("_")
 
 
+def split_aalto_keys(value) -> tuple[object, dict]:
+    """(the KubeSpawner part, Aalto's course settings) of an override.
+
+    Aalto wrote per-course cull limits and the JupyterLab switch inside
+    ``kubespawner_override``; they are course settings, not KubeSpawner
+    options (see :data:`AALTO_OVERRIDE_KEYS`).
+    """
+    if not isinstance(value, dict):
+        return value, {}
+    kube = {k: v for k, v in value.items() if k not in AALTO_OVERRIDE_KEYS}
+    aalto = {k: v for k, v in value.items() if k in AALTO_OVERRIDE_KEYS}
+    return kube, aalto
+
+
+def _one_override(name, item, extra_keys, key):
+    check = OVERRIDE_VALIDATORS.get(name)
+    if check is not None:
+        return check(item, name)
+    if override_key_refused(name):
+        why = _REFUSED_WHY
+    elif name in extra_keys:
+        return item  # the deployer's decision; plain YAML data
+    else:
+        why = _OVERRIDE_HINTS.get(name) or (
+            f"a course file may set {', '.join(sorted(OVERRIDE_VALIDATORS))};"
+            " the deployer can allow a key with c.CourseCatalog.extra_override_keys"
+        )
+    raise CourseError(f"{key} key {show(name)} is not allowed: {why}")
+
+
 def validate_override(value, key, extra_keys: Collection[str] = ()):
-    """A course's kubespawner_override, checked against the allow-list."""
+    """A course's kubespawner_override, checked against the allow-list.
+
+    Every key is checked; the CourseError lists each problem found.
+    """
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise CourseError(f"key '{key}' must be a mapping of KubeSpawner options")
-    out = {}
+    out, problems = {}, []
     for name, item in value.items():
-        check = OVERRIDE_VALIDATORS.get(name)
-        if check is not None:
-            out[name] = check(item, name)
-            continue
-        if override_key_refused(name):
-            why = _REFUSED_WHY
-        elif name in extra_keys:
-            out[name] = item  # the deployer's decision; plain YAML data
-            continue
-        else:
-            why = _OVERRIDE_HINTS.get(name) or (
-                f"a course file may set {', '.join(sorted(OVERRIDE_VALIDATORS))};"
-                " the deployer can allow a key with c.CourseCatalog.extra_override_keys"
-            )
-        raise CourseError(f"{key} key {show(name)} is not allowed: {why}")
+        try:
+            out[name] = _one_override(name, item, extra_keys, key)
+        except CourseError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise CourseError("; ".join(problems), problems)
     return out

@@ -23,7 +23,24 @@ def show(value) -> str:
 
 
 class CourseError(ValueError):
-    """A course file is invalid; str() is the operator-facing message."""
+    """A course file is invalid; str() is the operator-facing message.
+
+    ``problems`` lists each problem found (validation goes on after the
+    first, so an editor sees every mistake in one run).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
+
+
+def combine(where: str, problems: list[str]) -> CourseError:
+    """One CourseError for all ``problems`` of one file, on one line:
+    ``course file x.yaml: P`` for one, numbered for several."""
+    if len(problems) == 1:
+        return CourseError(f"{where}: {problems[0]}", problems)
+    listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+    return CourseError(f"{where}: {len(problems)} problems: {listed}", problems)
 
 
 def number(value, key, what):
@@ -49,12 +66,15 @@ def memory(value, key, what):
     raise CourseError(f"{key}: '{what}' must be bytes or a size such as 2G or 512Mi")
 
 
+def unknown_key(key, allowed, where: str) -> str:
+    """The message for a key not in ``allowed``, with a guess."""
+    hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"key '{where + '.' if where else ''}{key}' is unknown{suggestion}"
+
+
 def reject_unknown(data: dict, allowed, where: str) -> None:
     """CourseError naming the first key not in ``allowed``, with a guess."""
     for key in data:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), list(allowed), n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise CourseError(
-                f"key '{where + '.' if where else ''}{key}' is unknown{suggestion}"
-            )
+            raise CourseError(unknown_key(key, allowed, where))

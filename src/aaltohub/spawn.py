@@ -130,7 +130,9 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
 
     def load_state(self, state):
         super().load_state(state)
-        self.server_record = ServerRecord.from_state(state)
+        # Aalto's state keeps no role; its saved profile (<slug>-instructor)
+        # does, so the user options go along.
+        self.server_record = ServerRecord.from_state(state, self.user_options)
 
     def clear_state(self):
         super().clear_state()

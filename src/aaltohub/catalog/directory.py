@@ -22,10 +22,10 @@ import asyncio
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
-from traitlets import Float, Int, Set, TraitError, Unicode, validate
+from traitlets import Bool, Float, Int, Set, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from .. import metrics
@@ -38,6 +38,7 @@ from ..course import (
     build_course,
 )
 from ..course_overrides import override_key_refused
+from .aalto_compat import aalto_notes
 from .images import ImageTable, parse_images
 from .safe_files import Refused, read_bytes
 from .safe_yaml import load_yaml
@@ -151,6 +152,16 @@ class CourseCatalog(LoggingConfigurable):
         a configuration error.""",
     ).tag(config=True)
 
+    aalto_cull_only_lengthens = Bool(
+        False,
+        help="""Aalto's culling rule: a server's idle timeout and maximum age
+        are the larger of the hub default (``c.ResourcesHook``) and the
+        course's value, so a course can only lengthen its limits. Off: a
+        course's ``cull`` (or Aalto's ``kubespawner_override``
+        ``cull_inactive_time`` / ``cull_max_age``) is used as written, also
+        when shorter. Set it while moving from Aalto's hub.""",
+    ).tag(config=True)
+
     @validate("extra_override_keys")
     def _check_extra_override_keys(self, proposal):
         for key in proposal.value:
@@ -175,6 +186,8 @@ class CourseCatalog(LoggingConfigurable):
         self._files: dict[str, _FileState] = {}
         self.courses: dict[str, Course] = {}
         self.errors: dict[str, str] = {}
+        #: slug -> behaviour differences from Aalto's hub (warnings).
+        self.notes: dict[str, list[str]] = {}
         self.images = ImageTable()
         self.images_error: str | None = None
         self._public: set[str] = set()
@@ -310,6 +323,7 @@ class CourseCatalog(LoggingConfigurable):
     def _rebuild(self, slug: str) -> None:
         self._unindex(slug)
         self.errors.pop(slug, None)
+        self.notes.pop(slug, None)
         main = self._files.get(f"{slug}.yaml")
         roster = self._files.get(f"{slug}{ROSTER_SUFFIX}.yaml")
         if main is None:
@@ -350,8 +364,27 @@ class CourseCatalog(LoggingConfigurable):
             )
             self.log.exception("catalog course=%s outcome=internal-error", slug)
             return
+        if self.aalto_cull_only_lengthens:
+            course = replace(course, cull=replace(course.cull, only_lengthens=True))
+        notes = aalto_notes(
+            course,
+            main.data,
+            roster.data if roster else None,
+            self.images,
+            default_instructors=self.default_instructors,
+            cull_only_lengthens=self.aalto_cull_only_lengthens,
+        )
+        if notes:
+            self.notes[slug] = notes
         self.courses[slug] = course
         self._index(course)
+
+    def use_images(self, table: ImageTable) -> None:
+        """Check every course against ``table`` instead of the images file
+        (``aaltohub images import`` before the file is written)."""
+        self.images, self.images_error = table, None
+        slugs = {_slug_of(n) for n in self._files if n != self.images_file}
+        self.apply(ScanResult(changed_slugs=slugs))
 
     # --- the per-user index ---------------------------------------------------
     def _keys(self, course: Course):
@@ -419,6 +452,14 @@ class CourseCatalog(LoggingConfigurable):
         if ref is None:
             ref = self.default_image
         return self.images.resolve(ref) if ref else ""
+
+    def warnings(self) -> list[str]:
+        """Every behaviour difference from Aalto's hub, one line each."""
+        return [
+            f"course file {s}.yaml: {n}"
+            for s in sorted(self.notes)
+            for n in self.notes[s]
+        ]
 
     def problems(self) -> list[str]:
         """Every current error, one line each (for validate and the log)."""

@@ -43,17 +43,35 @@ def run(args) -> int:
         return 2
     catalog.load()
     problems = catalog.problems()
+    warnings = catalog.warnings()
+    aalto_images = os.path.join(args.path, "IMAGES.py")
+    if os.path.exists(aalto_images) and not os.path.exists(
+        os.path.join(args.path, catalog.images_file)
+    ):
+        warnings.insert(
+            0,
+            f"{aalto_images} is Aalto's image file, which aaltohub does not run;"
+            f" convert it: aaltohub images import {aalto_images} >"
+            f" {os.path.join(args.path, catalog.images_file)}",
+        )
     if args.json:
         print(
             json.dumps(
-                {"courses": sorted(catalog.courses), "problems": problems}, indent=2
+                {
+                    "courses": sorted(catalog.courses),
+                    "problems": problems,
+                    "warnings": warnings,
+                },
+                indent=2,
             )
         )
     else:
         for line in problems:
             print(f"error: {line}")
+        for line in warnings:
+            print(f"warning: {line}")
         print(
-            f"{len(catalog.courses)} course(s) valid, {len(problems)} problem(s)"
-            f" in {args.path}"
+            f"{len(catalog.courses)} course(s) valid, {len(problems)} problem(s),"
+            f" {len(warnings)} warning(s) in {args.path}"
         )
     return 1 if problems else 0

@@ -51,10 +51,8 @@ class ResourcesHook(SpawnHook):
         plan.resources = Resources(**values)
 
         timeout, max_age = self.cull_inactive_timeout, self.cull_max_age
-        if course is not None and course.cull.inactive_timeout is not None:
-            timeout = course.cull.inactive_timeout
-        if course is not None and course.cull.max_age is not None:
-            max_age = course.cull.max_age
+        if course is not None:
+            timeout, max_age = course.cull.effective(timeout, max_age)
         plan.cull_inactive_timeout, plan.cull_max_age = timeout, max_age
         # The server shows users how long they have left (reference names).
         plan.env["JUPYTERHUB_CULL_TIMEOUT"] = str(timeout)

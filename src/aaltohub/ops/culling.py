@@ -12,6 +12,16 @@ scope to see the state)::
 
     from aaltohub.ops.culling import course_cull_arbiter
     c.IdleCuller.cull_arbiter_hook = course_cull_arbiter
+
+Servers adopted from Aalto's hub (``ServerRecord.origin == "aalto"``) keep
+Aalto's rule: the larger of the culler's default and the course's limit.
+For Aalto's rule on every server (``c.CourseCatalog.aalto_cull_only_lengthens``
+on the hub), give the culler the same rule and the hub's default maximum
+age::
+
+    from aaltohub.ops.culling import make_course_cull_arbiter
+    c.IdleCuller.cull_arbiter_hook = make_course_cull_arbiter(
+        only_lengthens=True, default_max_age=8 * 3600)
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from ..servers import ServerRecord
+from ..course import Cull
+from ..servers import ORIGIN_AALTO, ServerRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +56,24 @@ def _age_seconds(server: dict, now: datetime) -> float | None:
     return (now - when).total_seconds()
 
 
-def course_cull_arbiter(inactive, inactive_limit, server, now=None) -> bool:
-    """True if the server should be culled under its course's limits."""
-    timeout, max_age = course_limits(server)
-    limit = timeout if timeout is not None else inactive_limit
-    if inactive.total_seconds() >= limit:
+def _limits(server, inactive_limit, only_lengthens, default_max_age):
+    record = ServerRecord.from_state(server.get("state"))
+    if record is None:
+        return inactive_limit, default_max_age
+    cull = Cull(
+        record.cull_inactive_timeout,
+        record.cull_max_age,
+        only_lengthens=only_lengthens or record.origin == ORIGIN_AALTO,
+    )
+    # a default max age of 0 means none: max() then keeps the course's
+    return cull.effective(inactive_limit, default_max_age)
+
+
+def _decide(inactive, inactive_limit, server, now, only_lengthens, default_max_age):
+    timeout, max_age = _limits(server, inactive_limit, only_lengthens, default_max_age)
+    if inactive.total_seconds() >= timeout:
         return True
-    if max_age is not None:
+    if max_age:
         age = _age_seconds(server, now or datetime.now(UTC))
         if age is not None and age >= max_age:
             log.info(
@@ -59,3 +81,20 @@ def course_cull_arbiter(inactive, inactive_limit, server, now=None) -> bool:
             )
             return True
     return False
+
+
+def course_cull_arbiter(inactive, inactive_limit, server, now=None) -> bool:
+    """True if the server should be culled under its course's limits."""
+    return _decide(inactive, inactive_limit, server, now, False, 0)
+
+
+def make_course_cull_arbiter(*, only_lengthens: bool = False, default_max_age: int = 0):
+    """An arbiter with Aalto's "only lengthen" rule for every server, and
+    the hub's default maximum age (seconds; 0: none) for servers without one."""
+
+    def arbiter(inactive, inactive_limit, server, now=None, **_) -> bool:
+        return _decide(
+            inactive, inactive_limit, server, now, only_lengthens, default_max_age
+        )
+
+    return arbiter

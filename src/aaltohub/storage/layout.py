@@ -103,7 +103,8 @@ class StorageLayout(Configurable):
         0,
         help="""Owner of every course directory. Root (0) by default, so no
         instructor can change the modes; set a service account's uid if the
-        storage is managed without root.""",
+        storage is managed without root. A course file's ``uid`` (Aalto's
+        key) overrides it for that course.""",
     ).tag(config=True)
 
     base_mode = Int(
@@ -161,7 +162,8 @@ class StorageLayout(Configurable):
                 f" files cannot be group-shared; add 'gid: <number>' to"
                 f" {course.source or course.slug + '.yaml'}"
             )
-        uid = self.course_uid
+        # Aalto's course files name the owner ('uid', as managecourse.py read it)
+        uid = course.uid if course.uid is not None else self.course_uid
         gid = course.gid if course.gid is not None else 0
         ro = WRITE_BITS if course.archive else 0
         archived = " (the course is archived: read-only)" if course.archive else ""

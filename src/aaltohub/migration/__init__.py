@@ -1,0 +1,1 @@
+"""Moving a hub to aaltohub from another deployment (read-only reports)."""

@@ -1,0 +1,2 @@
+spawner.mem_limit = "8G"
+environ["TEACHER1_HOOK"] = username
