@@ -291,3 +291,14 @@ def test_names_are_full_matches(slug):
         build_course(slug, {})
     with pytest.raises(CourseError, match="not a valid variable name"):
         override({"environment": {"COURSE_X\n": "1"}})
+
+
+@pytest.mark.parametrize(
+    "alias",
+    ["singleuser_privileged", "singleuser_extra_pod_config", "user_storage_class"],
+)
+def test_kubespawners_deprecated_aliases_are_refused_even_if_allowed(alias):
+    # KubeSpawner 7 maps these onto privileged, extra_pod_config ... through
+    # a property: allowing one would reopen the refused trait.
+    with pytest.raises(CourseError, match="not allowed"):
+        override({alias: True}, extra_override_keys={alias})

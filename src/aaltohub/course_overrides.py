@@ -323,9 +323,15 @@ OVERRIDE_VALIDATORS = {
 ALLOWED_OVERRIDE_KEYS = frozenset(OVERRIDE_VALIDATORS)
 
 
+#: KubeSpawner's deprecated aliases (``singleuser_privileged``,
+#: ``singleuser_extra_pod_config``, ``user_storage_class`` ...) set the
+#: refused traits through a property, so their prefixes are refused too.
+REFUSED_OVERRIDE_PREFIXES = ("_", "singleuser_", "user_storage_")
+
+
 def override_key_refused(key: str) -> bool:
     """True for keys no course file may set, whatever the deployer allows."""
-    return key in REFUSED_OVERRIDE_KEYS or key.startswith("_")
+    return key in REFUSED_OVERRIDE_KEYS or key.startswith(REFUSED_OVERRIDE_PREFIXES)
 
 
 def split_aalto_keys(value) -> tuple[object, dict]:
