@@ -3,12 +3,16 @@
 #   bash scripts/test.sh            # lint + the whole suite (unit, LDAP, e2e)
 #   bash scripts/test.sh -k ldap    # extra arguments go to pytest
 # System packages (slapd for the LDAP tests, chromium for the browser tests,
-# bubblewrap for the servers' sandbox) are installed with apt when running
-# as root; otherwise the script names the command to run.
+# bubblewrap for the servers' sandbox, postgresql for the hub on Postgres)
+# are installed with apt when running as root; otherwise the script names
+# the command to run.
+# tox envs: lint; py (the suite on the newest releases); hub-image (the suite
+# on the pins of images/hub/requirements.txt, what a deployed hub runs);
+# docs (the Sphinx site, warnings as errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(slapd ldap-utils chromium git bubblewrap)
+APT_PACKAGES=(slapd ldap-utils chromium git bubblewrap libnss-wrapper postgresql)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -40,5 +44,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "tox>=4"
 
-echo "==> tox: lint and tests"
-exec .venv/bin/tox -e lint,py -- "$@"
+echo "==> tox: lint, tests (newest releases, then the hub image's pins), docs"
+exec .venv/bin/tox -e lint,py,hub-image,docs -- "$@"

@@ -25,7 +25,7 @@ MAX_ALIAS_EXPANSION = 10_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _libyaml_limits_depth() -> bool:
+def libyaml_limits_depth() -> bool:
     """Whether libyaml refuses deep nesting itself (0.2.5 and later stop at
     1000 levels). With an older libyaml, PyYAML's C composer recurses on the
     C stack as deep as a file nests: a crash, not an exception."""
@@ -40,7 +40,7 @@ def _libyaml_limits_depth() -> bool:
 # libyaml's safe loader is ~10x faster than the pure-Python one; same rules.
 _BASE_LOADER = (
     yaml.CSafeLoader
-    if getattr(yaml, "CSafeLoader", None) and _libyaml_limits_depth()
+    if getattr(yaml, "CSafeLoader", None) and libyaml_limits_depth()
     else yaml.SafeLoader
 )
 
