@@ -144,6 +144,21 @@ def default_ldif() -> str:
     return "\n".join(parts)
 
 
+def people_ldif(names: list[str], first_uid: int, role: str) -> str:
+    """Users ``names`` (password ``{name}-pw``, uids from ``first_uid``),
+    all members of the memberOf role ``role``: for bursts and benchmarks."""
+    people = [
+        _person(n, first_uid + i, f"Student {n}", f"Student {n}", "", f"{n}-pw")
+        for i, n in enumerate(names)
+    ]
+    members = "".join(f"member: uid={n},ou=people,{SUFFIX}\n" for n in names)
+    group = (
+        f"dn: cn={role},ou=roles,{SUFFIX}\nobjectClass: groupOfNames\n"
+        f"cn: {role}\n{members}"
+    )
+    return "\n".join(people) + "\n" + group
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -211,7 +226,7 @@ class Slapd:
                 stderr=self._log,
             )
             if self._wait_ready(timeout):
-                self._add(self.ldif)
+                self.add(self.ldif)
                 return
             last_err = self._kill()
         raise RuntimeError(f"slapd did not start: {last_err}")
@@ -228,7 +243,8 @@ class Slapd:
                 time.sleep(0.05)
         return False
 
-    def _add(self, ldif: str) -> None:
+    def add(self, ldif: str) -> None:
+        """Add entries online (so memberof sees them)."""
         path = self.dir / "data.ldif"
         path.write_text(ldif)
         subprocess.run(

@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 from jupyterhub.auth import Authenticator
-from ldap3.utils.dn import escape_rdn
 from tornado import web
 from traitlets import Instance, List, TraitError, Type, Unicode, default, validate
 
@@ -38,6 +37,7 @@ from .identity import (
     LDAPIdentity,
     UnknownUser,
 )
+from .identity.ldap_login import LoginResult, check_password_sync
 from .shared import shared, shared_instance
 from .storage.paths import StoragePaths
 
@@ -224,8 +224,11 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
 
     Without ``bind_dn_template`` it searches the user's DN with the service
     account (``LDAPIdentity.bind_dn``, ``user_search_filter``) and then binds
-    as that DN with the password ("search then bind"). All LDAP calls run in
-    a thread, bounded by ``LDAPIdentity.lookup_timeout``.
+    as that DN with the password ("search then bind"). The entry found is
+    the user's identity: a login makes one search, not two. All LDAP calls
+    run in the provider's thread pool, each bounded by
+    ``LDAPIdentity.lookup_timeout``; while the directory is down, logins
+    are refused at once with "try again in a minute".
     """
 
     bind_dn_template = List(
@@ -287,16 +290,16 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
             "in right now. Please try again in a minute."
         )
         try:
-            dn, reason = await ldap._in_thread(
-                self._check_password_sync, username, password
-            )
-        except TimeoutError:
-            return self._refuse(
-                handler,
+            result = await ldap.run_blocking(
+                check_password_sync,
+                ldap,
                 username,
-                "ldap-unavailable",
-                unavailable,
-                detail=f"no answer within {ldap.lookup_timeout:g} s",
+                password,
+                tuple(self.bind_dn_template),
+            )
+        except TimeoutError as e:
+            return self._refuse(
+                handler, username, "ldap-unavailable", unavailable, detail=str(e)
             )
         except OSError as e:
             return self._refuse(
@@ -307,31 +310,21 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
         except Exception as e:
             self.log.exception("auth user=%s LDAP login crashed", _show(username))
             return self._refuse(handler, username, "internal-error", detail=repr(e))
-        if dn is None:
+        if result.dn is None:
             # Same generic message for unknown user and wrong password.
-            return self._refuse(handler, username, reason)
-        return {"name": username, "auth_state": {"ldap_dn": dn}}
+            return self._refuse(handler, username, result.reason)
+        try:
+            self._keep_identity(username, result)
+        except IdentityError as e:
+            return self._refuse(handler, username, _reason(e), str(e), detail=str(e))
+        return {"name": username, "auth_state": {"ldap_dn": result.dn}}
 
-    def _check_password_sync(self, username: str, password: str):
-        """Blocking: (dn, "ok") if the password binds, else (None, reason)."""
-        ldap = self.ldap_identity
-        if self.bind_dn_template:
-            rdn_value = escape_rdn(username)
-            candidates = [t.format(username=rdn_value) for t in self.bind_dn_template]
-        else:
-            with ldap.service_connection() as conn:
-                entry = ldap.find_user(conn, username)
-            if entry is None:
-                return None, "unknown-user"
-            candidates = [entry["dn"]]
-        reason = "wrong-password"
-        for dn in candidates:
-            conn = ldap.connect(user=dn, password=password)
-            try:
-                if conn.bound:
-                    return dn, "ok"
-                if conn.result.get("result") != 49:  # 49: invalidCredentials
-                    reason = f"bind-refused:{conn.result.get('description')}"
-            finally:
-                ldap._close(conn)
-        return None, reason
+    def _keep_identity(self, username: str, result: LoginResult) -> None:
+        """Seed the provider's cache with the identity the login's search
+        found, so the post-login lookup needs no second search. Raises the
+        entry's problem, or UnknownUser/InvalidIdentity, now that the
+        password was right."""
+        if result.problem is not None:
+            raise result.problem
+        if result.searched and self.identity_provider is self.ldap_identity:
+            self.identity_provider.accept(username, result.identity)

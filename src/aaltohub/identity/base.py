@@ -1,9 +1,10 @@
 """The Identity record and the provider base class: validation, TTL cache,
-single-flight lookups in a bounded thread pool, and stale-cache fallback.
+single-flight lookups in a thread pool, and stale-cache fallback.
 
 Providers implement one blocking method, ``lookup_sync``; this class makes
 sure it never runs on the hub's event loop and never holds a spawn hostage
-for longer than ``lookup_timeout``.
+for longer than ``lookup_timeout`` (see ``calls.py`` for how blocking calls
+are run, timed and abandoned).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from traitlets import Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import metrics
+from .calls import CallRunner
 
 
 @dataclass(frozen=True)
@@ -124,16 +125,34 @@ class IdentityProvider(LoggingConfigurable):
 
     lookup_timeout = Float(
         10.0,
-        help="""Seconds to wait for the directory before giving up on a lookup.
-        The spawn then fails with a clear message (or uses a stale cached
-        value, see stale_ttl).""",
+        help="""Seconds one directory call (a lookup, or a login's search and
+        password check) may take, counted from when a thread starts it. A
+        call that takes longer is abandoned and its connection discarded;
+        the spawn or login then fails with a clear message (a spawn may use
+        a stale cached value, see stale_ttl). Waiting for a free thread does
+        not count; see queue_timeout.""",
+    ).tag(config=True)
+
+    queue_timeout = Float(
+        30.0,
+        help="""Seconds a directory call may wait for a free thread (see
+        max_threads) before it fails as overloaded. Threads free up within
+        lookup_timeout, since a call that takes longer is abandoned.""",
     ).tag(config=True)
 
     max_threads = Int(
-        8,
-        help="""Threads that may wait on the directory at once. Lookups beyond
-        this queue up (still without blocking the event loop).""",
+        64,
+        help="""Threads that may wait on the directory at once, shared by
+        logins and lookups. They spend their time waiting on the network,
+        not computing, so size this for the number of logins a burst
+        brings at once (the first lecture of a big course), not for CPUs.
+        Calls beyond this queue (without blocking the event loop).""",
     ).tag(config=True)
+
+    #: Seconds calls fail at once after the source was found unreachable
+    #: (the breaker in ``calls.py``). Local sources (a file, NSS) have none:
+    #: asking them again costs nothing. LDAPIdentity makes it an option.
+    retry_interval: float = 0.0
 
     username_pattern = Unicode(
         DEFAULT_USERNAME_PATTERN,
@@ -152,7 +171,7 @@ class IdentityProvider(LoggingConfigurable):
         super().__init__(**kwargs)
         self._cache: dict[str, tuple[Identity, float]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._runner: CallRunner | None = None
 
     # --- what subclasses implement -------------------------------------------
     def lookup_sync(self, username: str) -> Identity | None:
@@ -184,6 +203,46 @@ class IdentityProvider(LoggingConfigurable):
         """Seed the cache, e.g. from auth_state after a hub restart."""
         self._cache[identity.username] = (identity, time.monotonic())
 
+    def accept(self, username: str, identity: Identity | None) -> Identity:
+        """Check what the directory returned for ``username`` and cache it.
+
+        Raises UnknownUser (None) or InvalidIdentity (a system uid). Used for
+        every identity the directory hands out, also one found at login.
+        """
+        if identity is None:
+            raise UnknownUser(
+                f"User {username} was not found in {self.source_name}. Check "
+                "that you logged in with your university account, or ask the "
+                "hub operator to add you."
+            )
+        if identity.uid < self.min_uid:
+            raise InvalidIdentity(
+                f"User {username} has uid {identity.uid}, below the minimum "
+                f"{self.min_uid} allowed for notebook servers (system accounts "
+                "cannot start servers)."
+            )
+        self.remember(identity)
+        return identity
+
+    @property
+    def directory_down(self) -> bool:
+        """True while the directory is known to be unreachable."""
+        return self._runner is not None and self._runner.down
+
+    async def run_blocking(self, func, *args):
+        """``func(*args)`` in the provider's thread pool, bounded by
+        ``lookup_timeout`` from when it starts (see ``calls.CallRunner``).
+
+        Raises TimeoutError or OSError when the directory does not answer.
+        """
+        if self._runner is None:
+            self._runner = CallRunner(
+                type(self).__name__, self.max_threads, self.retry_interval
+            )
+        return await self._runner.run(
+            func, *args, timeout=self.lookup_timeout, queue_timeout=self.queue_timeout
+        )
+
     async def lookup(self, username: str) -> Identity:
         """Return the identity of ``username`` or raise :class:`IdentityError`."""
         self.validate_username(username)
@@ -211,21 +270,10 @@ class IdentityProvider(LoggingConfigurable):
             provider=type(self).__name__, outcome=outcome
         ).observe(time.monotonic() - started)
 
-    async def _in_thread(self, func, *args):
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.max_threads,
-                thread_name_prefix=type(self).__name__,
-            )
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(
-            loop.run_in_executor(self._pool, func, *args), self.lookup_timeout
-        )
-
     async def _lookup_uncached(self, username: str) -> Identity:
         started = time.monotonic()
         try:
-            identity = await self._in_thread(self.lookup_sync, username)
+            identity = await self.run_blocking(self.lookup_sync, username)
         except (TimeoutError, OSError) as e:
             self._observe(started, "unavailable")
             stale = self._cache.get(username)
@@ -254,19 +302,7 @@ class IdentityProvider(LoggingConfigurable):
                 "should check the directory connection."
             ) from e
         self._observe(started, "unknown" if identity is None else "found")
-        if identity is None:
-            raise UnknownUser(
-                f"User {username} was not found in {self.source_name}. Check "
-                "that you logged in with your university account, or ask the "
-                "hub operator to add you."
-            )
-        if identity.uid < self.min_uid:
-            raise InvalidIdentity(
-                f"User {username} has uid {identity.uid}, below the minimum "
-                f"{self.min_uid} allowed for notebook servers (system accounts "
-                "cannot start servers)."
-            )
-        self.remember(identity)
+        identity = self.accept(username, identity)
         self.log.debug(
             "identity user=%s source=%s outcome=ok uid=%s took=%.3fs",
             username,

@@ -1,31 +1,32 @@
 """LDAPIdentity: identities from an LDAP directory (OpenLDAP, FreeIPA, AD).
 
-Every lookup opens its own short-lived connection in the provider's thread
-pool, so there is no shared connection state to lock and a hung server only
-ties up one pool thread until ``receive_timeout``.
+Searches run in the provider's thread pool on service-account connections
+that are reused (``ldap_pool.py``); each is used by one thread at a time.
+A hung server ties up one thread until the call's ``lookup_timeout``, when
+the call is abandoned and its connection cut (``calls.py``). The entry found
+at login is the identity (``ldap_login.py``): one search per login.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
-from traitlets import Bool, Enum, Float, List, TraitError, Unicode, validate
+from traitlets import Enum, TraitError, Unicode, validate
 
 from . import ldap_connection
-from .base import Identity, IdentityProvider, InvalidIdentity
+from .base import Identity, InvalidIdentity
 from .ldap_connection import (
     all_values,
     fill_filter,
     first_value,
     unescape_dn_value,
 )
+from .ldap_directory import LDAPDirectory
 
 
-class LDAPIdentity(IdentityProvider):
+class LDAPIdentity(LDAPDirectory):
     """Identities from LDAP: uid, gid, home, name, email and groups.
 
     OpenLDAP with RFC 2307 (posixAccount / posixGroup)::
@@ -61,61 +62,6 @@ class LDAPIdentity(IdentityProvider):
     """
 
     source_name = "the LDAP directory"
-
-    # --- connection ------------------------------------------------------------
-    server_urls = List(
-        Unicode(),
-        help="""LDAP servers to try in order, e.g.
-        ``["ldaps://ldap1.example.org", "ldap://ldap2.example.org:389"]``.
-        The next one is tried when a server cannot be reached.""",
-    ).tag(config=True)
-
-    use_starttls = Bool(
-        False,
-        help="""Upgrade ``ldap://`` connections with StartTLS before binding,
-        so passwords never cross the network in clear text. Ignored for
-        ``ldaps://`` URLs, which are encrypted from the start.""",
-    ).tag(config=True)
-
-    tls_ca_file = Unicode(
-        "",
-        help="""PEM file with the CA certificate(s) that signed the LDAP
-        server certificate. Empty uses the system trust store.""",
-    ).tag(config=True)
-
-    tls_validate = Bool(
-        True,
-        help="""Verify the LDAP server's certificate and host name. Only turn
-        this off for a test directory: without it anyone on the network path
-        can impersonate the directory and read passwords.""",
-    ).tag(config=True)
-
-    bind_dn = Unicode(
-        "",
-        help="""DN of the read-only service account used for searches, e.g.
-        ``cn=jupyterhub,ou=services,dc=example,dc=org``. Empty binds
-        anonymously.""",
-    ).tag(config=True)
-
-    bind_password = Unicode(
-        "",
-        help="""Password of ``bind_dn``. Read it from the environment or a
-        mounted secret in jupyterhub_config.py rather than writing it there.""",
-    ).tag(config=True)
-
-    connect_timeout = Float(
-        5.0,
-        help="""Seconds to wait for a TCP connection to one LDAP server
-        before trying the next.""",
-    ).tag(config=True)
-
-    receive_timeout = Float(
-        5.0,
-        help="""Seconds (rounded up to whole seconds) to wait for an answer
-        to one LDAP request. Bounds how
-        long a hung server can occupy a lookup thread (the spawn itself gives
-        up earlier, after ``lookup_timeout``).""",
-    ).tag(config=True)
 
     # --- users ----------------------------------------------------------------
     user_search_base = Unicode(
@@ -191,16 +137,6 @@ class LDAPIdentity(IdentityProvider):
         name used in course rules.""",
     ).tag(config=True)
 
-    @validate("server_urls")
-    def _check_urls(self, proposal):
-        for url in proposal["value"]:
-            if not url.lower().startswith(("ldap://", "ldaps://")):
-                raise TraitError(
-                    f"LDAPIdentity.server_urls: {url!r} must start with "
-                    "ldap:// or ldaps://"
-                )
-        return proposal["value"]
-
     @validate("user_search_filter", "group_search_filter")
     def _check_filter(self, proposal):
         name = proposal["trait"].name
@@ -221,37 +157,6 @@ class LDAPIdentity(IdentityProvider):
                 "{username}, or every login would match the same entry."
             )
         return value
-
-    # --- connections (plumbing in ldap_connection.py) -------------------------
-    def connect(self, user: str | None = None, password: str | None = None):
-        """Open a connection to the first reachable server and bind.
-
-        Binds as ``user`` if given, else as the service account. Returns the
-        ldap3 Connection; check ``conn.bound`` (a wrong password is not an
-        exception). Raises ConnectionError if no server answers. Blocking:
-        call it from a thread.
-        """
-        if user is None:
-            user, password = (self.bind_dn or None), (self.bind_password or None)
-        return ldap_connection.open_connection(
-            self.server_urls,
-            user,
-            password,
-            tls_validate=self.tls_validate,
-            tls_ca_file=self.tls_ca_file,
-            use_starttls=self.use_starttls,
-            connect_timeout=self.connect_timeout,
-            receive_timeout=self.receive_timeout,
-        )
-
-    _close = staticmethod(ldap_connection.close)
-
-    @contextlib.contextmanager
-    def service_connection(self) -> Iterator[Any]:
-        """A connection bound as the service account, closed afterwards."""
-        conn = self.connect()
-        with ldap_connection.service_session(conn, self.bind_dn) as conn:
-            yield conn
 
     def _search(
         self,
@@ -296,31 +201,41 @@ class LDAPIdentity(IdentityProvider):
 
     # --- IdentityProvider -------------------------------------------------------
     def lookup_sync(self, username: str) -> Identity | None:
-        with self.service_connection() as conn:
-            entry = self.find_user(conn, username)
-            if entry is None:
-                return None
-            attrs = entry["attributes"]
-            numbers = {}
-            for key, attr in (("uid", self.uid_attribute), ("gid", self.gid_attribute)):
-                try:
-                    numbers[key] = int(first_value(attrs, attr))
-                except ValueError:
-                    raise InvalidIdentity(
-                        f"User {username} has no numeric {attr} in "
-                        f"{self.source_name}; ask IT support to give the "
-                        "account POSIX (Unix) attributes."
-                    ) from None
-            return Identity(
-                username=username,
-                uid=numbers["uid"],
-                gid=numbers["gid"],
-                home=first_value(attrs, self.home_attribute),
-                name=first_value(attrs, self.name_attribute)
-                or first_value(attrs, "cn"),
-                email=first_value(attrs, self.email_attribute),
-                groups=frozenset(self._user_groups(conn, username, entry)),
-            )
+        return self.with_service(lambda conn: self.search_identity(conn, username)[1])
+
+    def search_identity(
+        self, conn, username: str
+    ) -> tuple[dict[str, Any] | None, Identity | None]:
+        """(entry, identity) of ``username`` with one search (and a group
+        search in posixGroup mode); (None, None) if there is no such user."""
+        entry = self.find_user(conn, username)
+        if entry is None:
+            return None, None
+        self.remember_dn(username, entry["dn"])
+        return entry, self.identity_from_entry(conn, username, entry)
+
+    def identity_from_entry(self, conn, username: str, entry: dict[str, Any]):
+        """The Identity in a user entry found by :meth:`find_user`."""
+        attrs = entry["attributes"]
+        numbers = {}
+        for key, attr in (("uid", self.uid_attribute), ("gid", self.gid_attribute)):
+            try:
+                numbers[key] = int(first_value(attrs, attr))
+            except ValueError:
+                raise InvalidIdentity(
+                    f"User {username} has no numeric {attr} in "
+                    f"{self.source_name}; ask IT support to give the "
+                    "account POSIX (Unix) attributes."
+                ) from None
+        return Identity(
+            username=username,
+            uid=numbers["uid"],
+            gid=numbers["gid"],
+            home=first_value(attrs, self.home_attribute),
+            name=first_value(attrs, self.name_attribute) or first_value(attrs, "cn"),
+            email=first_value(attrs, self.email_attribute),
+            groups=frozenset(self._user_groups(conn, username, entry)),
+        )
 
     def _group_name(self, dn: str) -> str | None:
         """``cn=course-a,ou=groups,...`` -> ``course-a`` (None if the first

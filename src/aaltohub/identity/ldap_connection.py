@@ -15,7 +15,7 @@ import logging
 import math
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ldap3
@@ -104,12 +104,16 @@ def open_connection(
     use_starttls: bool,
     connect_timeout: float,
     receive_timeout: float,
+    track: Callable[[Any], None] | None = None,
+    answered: Callable[[str], None] | None = None,
 ):
     """Open a connection to the first reachable server and bind.
 
     Binds anonymously when ``user`` is None. Returns the ldap3 Connection;
     check ``conn.bound`` (a wrong password is not an exception). Raises
     ConnectionError if no server answers. Blocking: call it from a thread.
+    ``track(conn)`` is called before each connection is opened (so a caller
+    that gives up can cut it); ``answered(url)`` names the server that did.
     """
     if not server_urls:
         raise ConnectionError(
@@ -139,6 +143,8 @@ def open_connection(
             raise_exceptions=False,
         )
         try:
+            if track is not None:
+                track(conn)
             conn.open()
             if use_starttls and not server.ssl and not conn.start_tls():
                 raise LDAPStartTLSError(f"StartTLS refused: {conn.result}")
@@ -150,6 +156,8 @@ def open_connection(
         except LDAPException as e:
             close(conn)
             raise ConnectionError(f"LDAP error talking to {url}: {e!r}") from e
+        if answered is not None:
+            answered(url)
         return conn
     raise ConnectionError("no LDAP server answered: " + "; ".join(errors))
 
@@ -161,9 +169,10 @@ def close(conn) -> None:
 
 
 @contextlib.contextmanager
-def service_session(conn, bind_dn: str) -> Iterator[Any]:
+def service_session(conn, bind_dn: str, *, keep: bool = False) -> Iterator[Any]:
     """Use ``conn`` (opened as the service account ``bind_dn``) and close it
-    afterwards; a failed bind and LDAP errors become ConnectionError."""
+    afterwards unless ``keep`` (a pool owns it); a failed bind and LDAP
+    errors become ConnectionError."""
     try:
         if not conn.bound:
             raise ConnectionError(
@@ -180,7 +189,8 @@ def service_session(conn, bind_dn: str) -> Iterator[Any]:
     except LDAPException as e:
         raise ConnectionError(f"LDAP error: {e!r}") from e
     finally:
-        close(conn)
+        if not keep:
+            close(conn)
 
 
 def search(

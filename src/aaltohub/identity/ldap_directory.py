@@ -1,0 +1,249 @@
+"""LDAPDirectory: the connection side of LDAPIdentity.
+
+Which servers, how to bind, how long to wait, and the reused service
+connections (``ldap_pool.py``). Searches and identities are in ``ldap.py``;
+the wire-level plumbing is in ``ldap_connection.py``. Everything here is
+blocking and runs in the provider's thread pool (``calls.py``).
+
+Settings are configured as ``c.LDAPIdentity.*``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
+
+from . import ldap_connection
+from .base import IdentityProvider
+from .calls import current_call
+from .ldap_pool import ConnectionPool, cut_connection
+
+T = TypeVar("T")
+
+
+class LDAPDirectory(IdentityProvider):
+    """Connections to an LDAP directory; base class of LDAPIdentity."""
+
+    source_name = "the LDAP directory"
+
+    # --- connection ------------------------------------------------------------
+    server_urls = List(
+        Unicode(),
+        help="""LDAP servers to try in order, e.g.
+        ``["ldaps://ldap1.example.org", "ldap://ldap2.example.org:389"]``.
+        The next one is tried when a server cannot be reached.""",
+    ).tag(config=True)
+
+    use_starttls = Bool(
+        False,
+        help="""Upgrade ``ldap://`` connections with StartTLS before binding,
+        so passwords never cross the network in clear text. Ignored for
+        ``ldaps://`` URLs, which are encrypted from the start.""",
+    ).tag(config=True)
+
+    tls_ca_file = Unicode(
+        "",
+        help="""PEM file with the CA certificate(s) that signed the LDAP
+        server certificate. Empty uses the system trust store.""",
+    ).tag(config=True)
+
+    tls_validate = Bool(
+        True,
+        help="""Verify the LDAP server's certificate and host name. Only turn
+        this off for a test directory: without it anyone on the network path
+        can impersonate the directory and read passwords.""",
+    ).tag(config=True)
+
+    bind_dn = Unicode(
+        "",
+        help="""DN of the read-only service account used for searches, e.g.
+        ``cn=jupyterhub,ou=services,dc=example,dc=org``. Empty binds
+        anonymously.""",
+    ).tag(config=True)
+
+    bind_password = Unicode(
+        "",
+        help="""Password of ``bind_dn``. Read it from the environment or a
+        mounted secret in jupyterhub_config.py rather than writing it there.""",
+    ).tag(config=True)
+
+    connect_timeout = Float(
+        3.0,
+        help="""Seconds to wait for a TCP connection to one LDAP server
+        before trying the next.""",
+    ).tag(config=True)
+
+    receive_timeout = Float(
+        4.0,
+        help="""Seconds (rounded up to whole seconds) to wait for an answer
+        to one LDAP request. A directory that does not answer within it
+        counts as down, so a login answers "try again in a minute" within
+        about this long instead of hanging. Keep it above the slowest round
+        trip the directory has on a bad day (a search under load).""",
+    ).tag(config=True)
+
+    pool_size = Int(
+        16,
+        help="""Bound service-account connections kept open for reuse. A
+        search on a kept connection costs one round trip instead of three
+        (TCP handshake, bind, search). Connections beyond this are opened
+        for a burst and closed afterwards.""",
+    ).tag(config=True)
+
+    pool_max_idle = Float(
+        60.0,
+        help="""Seconds a kept connection may sit unused and still be
+        reused. Older ones are closed instead: firewalls and directory
+        servers drop idle connections, often silently.""",
+    ).tag(config=True)
+
+    retry_interval = Float(
+        10.0,
+        help="""Seconds after the directory was found unreachable during
+        which further calls fail at once instead of waiting on it again
+        (logins get "try again in a minute", spawns use the cached
+        identity). After that one call at a time checks whether it is
+        back.""",
+    ).tag(config=True)
+
+    @validate("server_urls")
+    def _check_urls(self, proposal):
+        for url in proposal["value"]:
+            if not url.lower().startswith(("ldap://", "ldaps://")):
+                raise TraitError(
+                    f"LDAPIdentity.server_urls: {url!r} must start with "
+                    "ldap:// or ldaps://"
+                )
+        return proposal["value"]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._pool: tuple[tuple, ConnectionPool] | None = None
+        self._dns: dict[str, tuple[str, float]] = {}
+        self._last_good = ""
+        self._pool_lock = threading.Lock()
+
+    # --- connections (plumbing in ldap_connection.py) -------------------------
+    def _servers(self) -> list[str]:
+        """``server_urls``, starting with the one that answered last, so a
+        dead first replica costs one connect timeout, not one per connection."""
+        urls = list(self.server_urls)
+        if self._last_good in urls:
+            urls.remove(self._last_good)
+            urls.insert(0, self._last_good)
+        return urls
+
+    def _answered(self, url: str) -> None:
+        self._last_good = url
+
+    @staticmethod
+    def _track(conn) -> None:
+        call = current_call()
+        if call is not None:
+            call.track(conn, cut_connection)
+
+    def connect(self, user: str | None = None, password: str | None = None):
+        """Open a connection to the first reachable server and bind.
+
+        Binds as ``user`` if given, else as the service account. Returns the
+        ldap3 Connection; check ``conn.bound`` (a wrong password is not an
+        exception). Raises ConnectionError if no server answers. Blocking:
+        call it from a thread.
+        """
+        if user is None:
+            user, password = (self.bind_dn or None), (self.bind_password or None)
+        return ldap_connection.open_connection(
+            self._servers(),
+            user,
+            password,
+            tls_validate=self.tls_validate,
+            tls_ca_file=self.tls_ca_file,
+            use_starttls=self.use_starttls,
+            connect_timeout=self.connect_timeout,
+            receive_timeout=self.receive_timeout,
+            track=self._track,
+            answered=self._answered,
+        )
+
+    def close(self, conn) -> None:
+        """Close a connection from :meth:`connect` (ignores errors)."""
+        call = current_call()
+        if call is not None:
+            call.untrack(conn)
+        ldap_connection.close(conn)
+
+    def connection_pool(self) -> ConnectionPool:
+        """The pool of service connections for the current settings."""
+        key = (
+            tuple(self.server_urls),
+            self.bind_dn,
+            self.bind_password,
+            self.use_starttls,
+            self.tls_validate,
+            self.tls_ca_file,
+        )
+        with self._pool_lock:  # threads of one burst must share one pool
+            if self._pool is None or self._pool[0] != key:
+                if self._pool is not None:
+                    self._pool[1].clear()
+                pool = ConnectionPool(
+                    self.connect,
+                    ldap_connection.close,
+                    size=self.pool_size,
+                    max_idle=self.pool_max_idle,
+                )
+                self._pool = (key, pool)
+            return self._pool[1]
+
+    @contextlib.contextmanager
+    def service_connection(self) -> Iterator[Any]:
+        """A connection bound as the service account, from the pool; it goes
+        back to the pool if the block finished without error."""
+        pool = self.connection_pool()
+        conn, _reused = pool.acquire()
+        with (
+            pool.borrow(conn),
+            ldap_connection.service_session(conn, self.bind_dn, keep=True) as conn,
+        ):
+            yield conn
+
+    def with_service(self, work: Callable[[Any], T]) -> T:
+        """``work(conn)`` on a service connection. A kept connection that the
+        server closed while idle fails at once; then the work is retried
+        once on a new connection (never after a slow failure, which means
+        the directory itself is in trouble)."""
+        pool = self.connection_pool()
+        for attempt in (1, 2):
+            conn, reused = pool.acquire()
+            started = time.monotonic()
+            try:
+                with (
+                    pool.borrow(conn),
+                    ldap_connection.service_session(conn, self.bind_dn, keep=True),
+                ):
+                    return work(conn)
+            except ConnectionError:
+                call = current_call()
+                quick = time.monotonic() - started < 0.5
+                if attempt == 2 or not (reused and quick) or (call and call.abandoned):
+                    raise
+                self.log.info("LDAP: a kept connection was closed; reconnecting")
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    # --- the DNs found by searches, so a re-login within cache_ttl binds only --
+    def cached_dn(self, username: str) -> str | None:
+        hit = self._dns.get(username)
+        if hit and time.monotonic() - hit[1] < self.cache_ttl:
+            return hit[0]
+        return None
+
+    def remember_dn(self, username: str, dn: str) -> None:
+        self._dns[username] = (dn, time.monotonic())
+
+    def forget_dn(self, username: str) -> None:
+        self._dns.pop(username, None)
