@@ -340,3 +340,24 @@ def test_an_authenticator_that_cannot_be_created_is_named():
         c.JupyterHub.authenticator_class = cls
         p = only(check(c, environ={}), "c.JupyterHub.authenticator_class")
         assert words in p.message
+
+
+def test_the_hub_runs_the_same_checks_at_start(users_file):
+    # JupyterHub calls check_allow_config() once at startup: a typo in an
+    # aaltohub option stops the hub there, naming the key and the fix.
+    from jupyterhub.auth import Authenticator
+
+    from aaltohub.auth import IdentityAuthenticatorMixin
+    from aaltohub.config_check import ConfigProblems
+
+    class Login(IdentityAuthenticatorMixin, Authenticator):
+        pass
+
+    c = Config()
+    c.Login.identity_class = "aaltohub.identity.StaticIdentity"
+    c.StaticIdentity.path = str(users_file)
+    c.Authenticator.allow_all = True
+    c.Authenticator.enable_auth_state = False
+    c.StoragePaths.home_subpath = "x/{username}"  # a typo: home_sub_path
+    with pytest.raises(ConfigProblems, match="home_sub_path"):
+        Login(config=c).check_allow_config()

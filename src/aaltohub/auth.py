@@ -27,6 +27,7 @@ from jupyterhub.auth import Authenticator
 from tornado import web
 from traitlets import Instance, List, TraitError, Type, Unicode, default, validate
 
+from .config_check import raise_for_problems
 from .identity import (
     Identity,
     IdentityError,
@@ -119,6 +120,10 @@ class IdentityAuthenticatorMixin(Authenticator):
         # first login or spawn.
         _ = self.identity_provider
         shared_instance(StoragePaths, self.config)
+        # The same checks as `aaltohub check-config`: an unknown option, a
+        # broken identity setup, an unreadable catalog, a default image that
+        # is no image, auth_state without a crypt key stop the hub here.
+        raise_for_problems(self.config, authenticator=self, log=self.log)
 
     # --- login ------------------------------------------------------------------
     def _refuse(self, handler, username, reason: str, message: str = "", detail=""):

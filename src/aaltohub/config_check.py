@@ -281,19 +281,28 @@ def _spawner_identity_class(config: Config, spawner_cls):
     return (import_item(value) if isinstance(value, str) else value), explicit
 
 
+def login_kind(auth) -> tuple[bool, bool]:
+    """(attaches an aaltohub identity, checks passwords through LDAP).
+
+    By class name: the authenticator runs these checks at start, so this
+    module must not import it.
+    """
+    names = {k.__name__ for k in type(auth).__mro__} if auth is not None else set()
+    return "IdentityAuthenticatorMixin" in names, "LDAPIdentityAuthenticator" in names
+
+
 def identity_problems(config: Config, auth, spawner_cls) -> list[Problem]:
     """The identity provider(s) the hub uses are set up and agree."""
-    from .auth import IdentityAuthenticatorMixin, LDAPIdentityAuthenticator
     from .identity import LDAPIdentity
 
-    ours = isinstance(auth, IdentityAuthenticatorMixin)
+    ours, ldap_login = login_kind(auth)
     try:
         spawner_identity, explicit = _spawner_identity_class(config, spawner_cls)
     except ImportError as e:
         key = f"c.{spawner_cls.__name__}.identity_class"
         return [Problem(key, f"cannot be loaded: {e}", _NAME_FIX)]
     providers = {auth.identity_class} if ours else set()
-    if isinstance(auth, LDAPIdentityAuthenticator):
+    if ldap_login:
         providers.add(LDAPIdentity)  # the password check binds through it
     problems = []
     if spawner_identity is not None:
@@ -530,8 +539,6 @@ def _crypt_keys(config: Config, environ) -> tuple[list, str]:
 
 
 def crypt_key_problems(config: Config, auth, environ) -> list[Problem]:
-    from .auth import IdentityAuthenticatorMixin
-
     if auth is None:
         return []
     keys, error = _crypt_keys(config, environ)
@@ -553,7 +560,7 @@ def crypt_key_problems(config: Config, auth, environ) -> list[Problem]:
                 how,
             )
         ]
-    if isinstance(auth, IdentityAuthenticatorMixin) and not auth.enable_auth_state:
+    if login_kind(auth)[0] and not auth.enable_auth_state:
         return [
             Problem(
                 "c.Authenticator.enable_auth_state",
