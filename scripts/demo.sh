@@ -21,12 +21,19 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 
 # As root, each user's server runs in a bubblewrap sandbox as that user;
-# without bwrap they would all run as root, unconfined.
+# without bwrap they would all run as root, unconfined, so install it.
 if [[ $(id -u) == 0 ]] && ! command -v bwrap >/dev/null; then
-  echo "error: bubblewrap (bwrap) is needed to sandbox the servers when the" \
-       "demo runs as root; install it (e.g. 'apt-get install bubblewrap')" \
-       "and run this again, or run the demo as a normal user" >&2
-  exit 1
+  if command -v apt-get >/dev/null; then
+    echo "==> installing bubblewrap (sandboxes each demo server as its user)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+  fi
+  if ! command -v bwrap >/dev/null; then
+    echo "error: bubblewrap (bwrap) is needed to sandbox the servers when the" \
+         "demo runs as root; install it (e.g. 'apt-get install bubblewrap')" \
+         "and run this again, or run the demo as a normal user" >&2
+    exit 1
+  fi
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
