@@ -172,3 +172,44 @@ def test_nbgrader_paths_follow_the_mount_targets():
     assert settings["CourseDirectory.root"] == "/teach"
     assert settings["Exchange.assignment_dir"] == "/home/me/"
     assert settings["NbGrader.logfile"] == "/teach/.nbgrader.log"
+
+
+def test_instructors_get_the_uids_the_hub_knows_of_who_may_submit():
+    # The collect check is exact for these: a submission planted in their
+    # name by another uid is refused, theirs is taken.
+    import json
+
+    from aaltohub.identity.static import StaticIdentity
+
+    provider = StaticIdentity()
+    for name, uid, groups in [
+        ("bob", 1001, ()),
+        ("carol", 1002, ("cs-101",)),
+        ("dave", 1003, ()),
+    ]:
+        provider.remember(Identity(name, uid, 70000, groups=frozenset(groups)))
+    private = build_course(
+        "c",
+        {"gid": 7, "private": True, "students": ["bob"], "student_groups": ["cs-101"]},
+    )
+    plan = SpawnPlan()
+    NbgraderHook().apply(
+        ctx(private, "instructor", providers={"identity": provider}), plan
+    )
+    uids = json.loads(plan.files["jupyter/known_uids.json"])
+    assert uids == {"bob": 1001, "carol": 1002}  # dave is not on the course
+    public = build_course("p", {"gid": 8, "instructors": ["alice"]})
+    plan = SpawnPlan()
+    NbgraderHook().apply(
+        ctx(public, "instructor", providers={"identity": provider}), plan
+    )
+    assert set(json.loads(plan.files["jupyter/known_uids.json"])) == {
+        "bob",
+        "carol",
+        "dave",
+    }
+    student = SpawnPlan()
+    NbgraderHook().apply(
+        ctx(private, "student", providers={"identity": provider}), student
+    )
+    assert "jupyter/known_uids.json" not in student.files

@@ -394,3 +394,28 @@ def test_stage_refuses_a_changed_owner_and_an_oversized_submission(tmp_path):
     assert "more than nbgrader's limit" in stage_submission(
         str(sub), str(tmp_path / "b"), owner, 1
     )
+
+
+def test_with_the_hubs_uid_map_a_planted_submission_cannot_hold_back_the_real_one(
+    tmp_path,
+):
+    # Without a uid, student2 planting "student1+ps1+..." makes both of
+    # student1's candidates disputed; with the hub's map, student1's own is
+    # taken and only the planted one is refused.
+    import json
+
+    from aaltohub.nbgrader_exchange import InboundEntry, judge, shipped_uids
+
+    (tmp_path / "known_uids.json").write_text(json.dumps({"student1": 1001}))
+    uids = shipped_uids(str(tmp_path))
+    entries = [
+        InboundEntry("student1+ps1+2026-01-01 10:00:00.000000 UTC", 1001, True),
+        InboundEntry("student1+ps1+2026-01-01 10:05:00.000000 UTC", 1002, True),
+        InboundEntry("student2+ps1+2026-01-01 10:01:00.000000 UTC", 1002, True),
+    ]
+    without = judge(entries, lambda name: None)
+    assert entries[0].name in without  # the real one is held back
+    with_map = judge(entries, uids.get)
+    assert entries[0].name not in with_map  # taken
+    assert "owned by uid 1002" in with_map[entries[1].name]  # the plant refused
+    assert shipped_uids(str(tmp_path / "nowhere")) == {}

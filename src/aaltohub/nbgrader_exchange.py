@@ -18,8 +18,9 @@ change it). It is used on both sides:
   in its output, and collects each student's newest trusted submission.
 
 The rule: a submission directory must be a real directory owned by the
-student it names. When the student's uid is known (``uid_of``: the host's
-user database, or a map the operator gives), it must equal the owner. When it
+student it names. When the student's uid is known (``uid_of``: the map the
+hub writes next to this module, the host's user database, or a map the
+operator gives), it must equal the owner. When it
 is not known, the owner must have submitted under no other name and the name
 must have no submissions owned by another uid; otherwise nobody can tell
 which one is the student's, so none of that name's disputed ones is taken.
@@ -36,6 +37,7 @@ the same rule as the hub.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shlex
@@ -89,6 +91,28 @@ def scan_inbound(directory: str | int) -> list[InboundEntry]:
                 InboundEntry(entry.name, st.st_uid, stat.S_ISDIR(st.st_mode))
             )
     return entries
+
+
+#: Written by the hub next to the shipped copy of this module: username ->
+#: uid of everyone the hub knew could submit when the server started.
+KNOWN_UIDS_FILE = "known_uids.json"
+
+
+def shipped_uids(directory: str | None = None) -> dict[str, int]:
+    """The hub's username -> uid map next to this module, if there is one."""
+    directory = directory or os.path.dirname(os.path.abspath(__file__))
+    try:
+        with open(os.path.join(directory, KNOWN_UIDS_FILE), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(k): v
+        for k, v in data.items()
+        if isinstance(v, int) and not isinstance(v, bool)
+    }
 
 
 def nss_uid(username: str) -> int | None:
@@ -255,7 +279,13 @@ class OwnerCheck(HasTraits):
 
     def _drop_untrusted(self) -> None:
         entries = scan_inbound(self.inbound_path)
-        reasons = judge(entries, nss_uid, self.require_known_uid)
+        hub_uids = shipped_uids()
+
+        def uid_of(name: str) -> int | None:
+            # The hub's map first (pods have no students in their passwd).
+            return hub_uids[name] if name in hub_uids else nss_uid(name)
+
+        reasons = judge(entries, uid_of, self.require_known_uid)
         owner_of = {e.name: e.uid for e in entries}
         kept = []
         for record in self._seen:

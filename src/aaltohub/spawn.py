@@ -385,6 +385,9 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
             files_root=self.files_root,
             course_group=rules.instructor_group(course) if course else "",
             defaults=copy.deepcopy(defaults),
+            # For hooks that need identities other than the user's (e.g. the
+            # uids of a course's students, for the nbgrader collect check).
+            providers={"identity": self.identity_provider},
         )
         try:
             plan = await run_hooks(self.hook_instances, ctx, SpawnPlan())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 from traitlets import Int, Unicode
@@ -11,6 +12,12 @@ from ..plan import SpawnContext, SpawnPlan
 from .base import SpawnHook
 
 CONFIG_FILE = "jupyter/nbgrader_config.py"
+#: username -> uid of who may submit, next to the shipped collect module,
+#: which reads it (see nbgrader_exchange.KNOWN_UIDS_FILE).
+KNOWN_UIDS_FILE = "jupyter/known_uids.json"
+#: Above this many entries only the course's enrolled users are listed: the
+#: file travels in a pod annotation, and those are limited to 256 KiB.
+MAX_KNOWN_UIDS = 4000
 #: The collect step's owner check, shipped next to the config so that it
 #: works in images without aaltohub (the config puts its directory on
 #: sys.path). Read once at import, never on the hub's event loop.
@@ -123,12 +130,39 @@ class NbgraderHook(SpawnHook):
             lines += ["", "# From the course file:", ctx.course.nbgrader_config]
         return "\n".join(lines).rstrip("\n") + "\n"
 
+    def known_uids(self, ctx: SpawnContext) -> dict[str, int]:
+        """Who may submit, with the uid the hub knows for them, so that the
+        collect check is exact for them (a planted submission in their name
+        is refused, theirs is taken). From the identity provider's cache:
+        everyone who logged in recently; the rest fall back to the check's
+        consistency rule."""
+        provider = ctx.providers.get("identity")
+        if provider is None:
+            return {}
+        course = ctx.course
+        known = provider.known()
+
+        def enrolled(i) -> bool:
+            return (
+                i.username in course.students
+                or i.username in course.instructors
+                or not course.student_groups.isdisjoint(i.groups)
+            )
+
+        may_submit = [i for i in known if enrolled(i) or not course.private]
+        if len(may_submit) > MAX_KNOWN_UIDS:
+            may_submit = [i for i in may_submit if enrolled(i)][:MAX_KNOWN_UIDS]
+        return {i.username: i.uid for i in may_submit}
+
     def apply(self, ctx: SpawnContext, plan: SpawnPlan):
         if ctx.course is None or not ctx.course.has_instructor_mode:
             return
         plan.files[CONFIG_FILE] = self.render(ctx)
         if ctx.as_instructor:
             plan.files[EXCHANGE_MODULE_FILE] = EXCHANGE_MODULE_SOURCE
+            uids = self.known_uids(ctx)
+            if uids:
+                plan.files[KNOWN_UIDS_FILE] = json.dumps(uids, sort_keys=True)
         config_dir = f"{ctx.files_root}/jupyter"
         existing = plan.env.get("JUPYTER_CONFIG_PATH")
         plan.env["JUPYTER_CONFIG_PATH"] = (

@@ -199,6 +199,12 @@ class IdentityProvider(LoggingConfigurable):
             return hit[0]
         return None
 
+    def known(self) -> list[Identity]:
+        """Every identity this hub has seen recently enough to fall back on
+        (within ``stale_ttl``), without any I/O."""
+        now = time.monotonic()
+        return [i for i, t in list(self._cache.values()) if now - t < self.stale_ttl]
+
     def remember(self, identity: Identity) -> None:
         """Seed the cache, e.g. from auth_state after a hub restart."""
         self._cache[identity.username] = (identity, time.monotonic())
