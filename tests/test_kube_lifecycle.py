@@ -276,5 +276,5 @@ async def test_refused_watch_is_retried_by_the_next_start(cluster, config):
     # RBAC fixed: KubeSpawner alone would keep the failed reflector, and
     # this start would wait start_timeout for a pod it never sees.
     start = await begin(spawner, "intro")
-    await cluster.run(await cluster.wait_for_pod("jupyter-student1-intro"))
-    assert await asyncio.wait_for(start, 10) == "http://10.1.2.3:8888"
+    await cluster.run(await cluster.wait_for_pod("jupyter-student1-intro", timeout=30))
+    assert await asyncio.wait_for(start, 30) == "http://10.1.2.3:8888"
