@@ -172,6 +172,12 @@ async def test_a_plain_kubespawner_config_fails_fast_too(cluster):
 
 # --- the API refuses ---------------------------------------------------------------
 async def test_stale_pod_of_the_same_name_is_replaced(cluster, config):
+    spawner = real_spawner(config, "student1")
+    # kmock's watch has no resourceVersion replay: an event put before the
+    # watcher is connected is lost, where a real API server would replay it.
+    # So the pod watch is started (and connected) before the leftover goes.
+    await spawner._start_watching_pods()
+    await asyncio.sleep(0.5)
     leftover = {
         "metadata": {"name": "jupyter-student1-intro", "namespace": NAMESPACE},
         "spec": {"containers": [{"name": "notebook", "image": "old:1"}]},
@@ -182,7 +188,6 @@ async def test_stale_pod_of_the_same_name_is_replaced(cluster, config):
     await cluster.set_status(
         "jupyter-student1-intro", waiting(stale, "CrashLoopBackOff")
     )
-    spawner = real_spawner(config, "student1")
     start = await begin(spawner, "intro")
     pod = await cluster.wait_for_pod("jupyter-student1-intro", replacing=stale)
     await asyncio.sleep(1)  # the leftover's crash loop is not this start's
