@@ -222,8 +222,10 @@ async def test_ldap_down_every_login_answers_quickly(slapd, proxy, mode):
         assert took < 8.0  # the 5 s target is measured by bench_burst.py
     assert lag.max_gap < 1.0  # a blocking call would stall the loop 4 s
     error, took = await timed_login(auth, "carol", "carol-pw", handler=object())
-    assert isinstance(error, web.HTTPError) and took < 0.5  # the breaker is open
+    assert (
+        isinstance(error, web.HTTPError) and took < 1.5
+    )  # the breaker is open (else: a 4 s timeout)
     # alice logged in before the outage: her spawns still find her identity.
     started = time.monotonic()
     identity = await auth.identity_provider.lookup("alice")
-    assert identity.uid == 10001 and time.monotonic() - started < 0.5
+    assert identity.uid == 10001 and time.monotonic() - started < 1.5
