@@ -19,6 +19,11 @@ COMMAND_MODULES = [
     "migrate",
     "quota",
     "probe",
+    "audit",
+    "announce",
+    "grade",
+    "retention",
+    "users",
     "demo",
 ]
 

@@ -30,3 +30,109 @@ CATALOG_ERRORS = Gauge(
     "aaltohub_catalog_errors",
     "Course or images files that failed validation (their courses are not offered).",
 )
+
+CATALOG_RELOAD_FAILURES = Counter(
+    "aaltohub_catalog_reload_failures",
+    "Catalog reloads that failed as a whole (the directory unreadable or"
+    " timed out; the last good catalog is kept).",
+)
+
+# --- servers and spawns, per course ------------------------------------------------
+# "course" is a course slug, or "" for a server without a course (the
+# deployer's own profiles). "role" is student, instructor or "" likewise.
+
+RUNNING_SERVERS = Gauge(
+    "aaltohub_running_servers",
+    "Servers running now, by course and role.",
+    ["course", "role"],
+)
+
+PENDING_SPAWNS = Gauge(
+    "aaltohub_pending_spawns",
+    "Spawns started and not yet ready or failed, by course.",
+    ["course"],
+)
+
+SPAWN_DURATION = Histogram(
+    "aaltohub_spawn_duration_seconds",
+    "Time from the spawn request to the server being ready (outcome=success)"
+    " or failing (outcome=failure), by course.",
+    ["course", "outcome"],
+    buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+
+#: The causes a spawn failure is counted under (``SPAWN_FAILURES``).
+FAILURE_CAUSES = (
+    "image",
+    "unschedulable",
+    "mount",
+    "timeout",
+    "refused",
+    "crash",
+    "other",
+)
+
+SPAWN_FAILURES = Counter(
+    "aaltohub_spawn_failures",
+    "Spawns that did not start, by course and cause: image (pull failed),"
+    " unschedulable (no room), mount (storage), timeout, refused (the access"
+    " check said no), crash (the server exited), other.",
+    ["course", "cause"],
+)
+
+CULLS = Counter(
+    "aaltohub_culls",
+    "Servers stopped by the idle culler, by course.",
+    ["course"],
+)
+
+# --- storage -----------------------------------------------------------------------
+
+QUOTA_USERS_OVER_THRESHOLD = Gauge(
+    "aaltohub_quota_users_over_threshold",
+    "Users at or above the quota warning threshold in the last quota report.",
+)
+
+QUOTA_REPORT_AGE = Gauge(
+    "aaltohub_quota_report_age_seconds",
+    "Age of the quota report file the hub reads (its modification time).",
+)
+
+# --- the directory (LDAP) ----------------------------------------------------------
+
+LDAP_CALL_SECONDS = Histogram(
+    "aaltohub_ldap_call_seconds",
+    "Directory calls (bind, search), the call itself without queueing, by"
+    " operation and outcome (ok, error, timeout, unavailable).",
+    ["operation", "outcome"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+LDAP_ERRORS = Counter(
+    "aaltohub_ldap_errors",
+    "Directory calls that failed, by operation and kind (error, timeout,"
+    " unavailable: refused at once while the directory is marked down).",
+    ["operation", "kind"],
+)
+
+# --- capacity (read from the Kubernetes API, cached) -------------------------------
+
+CAPACITY_ALLOCATABLE = Gauge(
+    "aaltohub_capacity_allocatable",
+    "Allocatable resources of the nodes user servers may run on (cpu in"
+    " cores, memory in bytes).",
+    ["resource"],
+)
+
+CAPACITY_REQUESTED = Gauge(
+    "aaltohub_capacity_requested",
+    "Resources requested by running user server pods (cpu in cores, memory in bytes).",
+    ["resource"],
+)
+
+CAPACITY_FREE_SERVERS = Gauge(
+    "aaltohub_capacity_free_servers",
+    "How many more servers of a course fit now, by its guarantees against"
+    " the nodes' free allocatable, by course.",
+    ["course"],
+)

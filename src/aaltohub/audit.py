@@ -1,0 +1,286 @@
+"""The audit log: one JSON object per line, for who did what and why.
+
+Every record has the same fields (:data:`FIELDS`), so ``aaltohub audit``
+and a log collector can filter them without parsing prose::
+
+    {"time": "2026-11-26T03:40:00.123Z", "actor": "alice", "action": "login",
+     "target": "alice", "course": "", "outcome": "ok", "reason": "",
+     "request_id": "9c1d..."}
+
+The hub and the CLI write through :class:`AuditLog`. Records go to a queue
+and a background thread writes them (``logging``'s QueueHandler and
+QueueListener), so a slow disk or NFS never blocks the hub's event loop.
+The deployer chooses the destination: a file with size-based rotation and
+a retention period, or standard output as a stream of its own (for a
+cluster's log collector, next to the hub's prose log on standard error).
+
+What is never recorded: passwords, tokens, form values other than the
+chosen profile, notebook contents and environment variables (see
+docs/operations.md, "Audit log").
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from traitlets import Enum, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .shared import shared_instance
+
+#: The fields of every record, in the order they are written.
+FIELDS = (
+    "time",
+    "actor",
+    "action",
+    "target",
+    "course",
+    "outcome",
+    "reason",
+    "request_id",
+)
+
+#: Environment variable the CLI reads for the log's path when no
+#: ``--audit-log`` is given (the hub pod sets it; see deploy/kubernetes).
+PATH_ENV = "AALTOHUB_AUDIT_LOG"
+
+# A reason is free text from code (an error message); cap it so one
+# record stays one readable line.
+MAX_REASON = 500
+
+
+def now_iso() -> str:
+    """UTC time with milliseconds, as every record's ``time``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_record(
+    action: str,
+    *,
+    actor: str = "",
+    target: str = "",
+    course: str | None = "",
+    outcome: str = "ok",
+    reason: str = "",
+    request_id: str = "",
+) -> dict:
+    """One record with every field, as strings (None becomes "")."""
+    reason = str(reason or "")
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    return {
+        "time": now_iso(),
+        "actor": str(actor or ""),
+        "action": str(action),
+        "target": str(target or ""),
+        "course": str(course or ""),
+        "outcome": str(outcome or ""),
+        "reason": reason,
+        "request_id": str(request_id or ""),
+    }
+
+
+class AuditLog(LoggingConfigurable):
+    """Where audit records go. One per hub config: :func:`audit_log`."""
+
+    destination = Enum(
+        ["stdout", "file", "off"],
+        "stdout",
+        help="""Where the audit log goes: 'stdout' (one JSON object per line
+        on standard output, a stream separate from the hub's log on standard
+        error, for a cluster's log collector), 'file' (``path``, rotated by
+        size), or 'off'.""",
+    ).tag(config=True)
+
+    path = Unicode(
+        "",
+        help=f"""The log file when ``destination`` is 'file', e.g.
+        /srv/jupyterhub/audit.log (on the hub's volume). Rotated files get
+        .1, .2, ... suffixes. The CLI reads ${PATH_ENV} when it is not
+        given a path.""",
+    ).tag(config=True)
+
+    max_bytes = Integer(
+        10 * 1024 * 1024,
+        help="Rotate the file when it would grow past this many bytes.",
+    ).tag(config=True)
+
+    backup_count = Integer(
+        20,
+        help="""Rotated files kept (audit.log.1 ... audit.log.N); older ones
+        are deleted at rotation.""",
+    ).tag(config=True)
+
+    retention_days = Float(
+        365.0,
+        help="""Days a rotated file is kept. Rotated files older than this
+        are deleted when the log rotates or is opened (0: keep them, up to
+        ``backup_count``).""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._lock = threading.Lock()
+        self._listener: logging.handlers.QueueListener | None = None
+        self._queue: queue.SimpleQueue | None = None
+
+    # --- writing ---------------------------------------------------------------------
+    def record(self, action: str, **fields) -> dict:
+        """Queue one record (see :func:`make_record` for the fields) and
+        return it. Never raises and never waits for the disk."""
+        entry = make_record(action, **fields)
+        if self.destination == "off":
+            return entry
+        try:
+            self._ensure_started()
+            self._queue.put(_line_record(entry))
+        except Exception as e:  # an audit failure must not fail a login
+            self.log.error("audit log: could not queue %s: %r", action, e)
+        return entry
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued record is written (tests, CLI exit)."""
+        done = threading.Event()
+        if self._queue is None:
+            return
+        self._queue.put(_FlushMarker(done))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+            for handler in listener.handlers:
+                handler.close()
+
+    def _ensure_started(self) -> None:
+        if self._listener is not None:
+            return
+        with self._lock:
+            if self._listener is not None:
+                return
+            handler = self._make_handler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._queue = queue.SimpleQueue()
+            listener = logging.handlers.QueueListener(
+                self._queue, _FlushingHandler(handler)
+            )
+            listener.start()
+            self._listener = listener
+            atexit.register(self.close)
+
+    def _make_handler(self) -> logging.Handler:
+        if self.destination == "stdout":
+            return logging.StreamHandler(sys.stdout)
+        if not self.path:
+            raise ValueError(
+                "c.AuditLog.destination is 'file' but c.AuditLog.path is empty;"
+                " set a path on the hub's volume, e.g. /srv/jupyterhub/audit.log"
+            )
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        handler = _RetainingFileHandler(
+            self.path,
+            maxBytes=self.max_bytes,
+            backupCount=self.backup_count,
+            encoding="utf-8",
+        )
+        handler.retention_seconds = self.retention_days * 86400
+        handler.delete_expired()
+        return handler
+
+
+def audit_log(config) -> AuditLog:
+    """The one AuditLog of this hub config."""
+    return shared_instance(AuditLog, config)
+
+
+def cli_audit_log(path: str | None = None) -> AuditLog:
+    """The AuditLog a CLI command writes to: ``path``, else $AALTOHUB_AUDIT_LOG,
+    else standard output is left alone (the command's output) and records
+    go nowhere but the returned object's :meth:`AuditLog.record` value."""
+    path = path or os.environ.get(PATH_ENV, "")
+    if path:
+        return AuditLog(destination="file", path=path)
+    return AuditLog(destination="off")
+
+
+def rotated_files(path: str) -> list[Path]:
+    """The log and its rotated files, oldest first."""
+    base = Path(path)
+    found = []
+    for candidate in base.parent.glob(base.name + ".*"):
+        suffix = candidate.name[len(base.name) + 1 :]
+        if suffix.isdigit():
+            found.append((int(suffix), candidate))
+    files = [p for _, p in sorted(found, reverse=True)]
+    if base.exists():
+        files.append(base)
+    return files
+
+
+# --- internals ------------------------------------------------------------------------
+class _FlushMarker:
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+
+def _line_record(entry: dict) -> logging.LogRecord:
+    # Keys in FIELDS order; ensure_ascii=False keeps names readable, and
+    # json escapes newlines, so one record is always one line.
+    line = json.dumps({k: entry[k] for k in FIELDS}, ensure_ascii=False)
+    return logging.makeLogRecord({"msg": line, "levelno": logging.INFO})
+
+
+class _FlushingHandler(logging.Handler):
+    """Writes records, and answers flush markers once those before are out."""
+
+    def __init__(self, inner: logging.Handler):
+        super().__init__()
+        self.inner = inner
+        self.handlers = [inner]
+
+    def handle(self, record):
+        if isinstance(record, _FlushMarker):
+            self.inner.flush()
+            record.event.set()
+            return True
+        return self.inner.handle(record)
+
+    def close(self):
+        self.inner.close()
+        super().close()
+
+
+class _RetainingFileHandler(logging.handlers.RotatingFileHandler):
+    """RotatingFileHandler that also deletes rotated files past retention."""
+
+    retention_seconds = 0.0
+
+    def doRollover(self):
+        super().doRollover()
+        self.delete_expired()
+
+    def delete_expired(self) -> None:
+        if self.retention_seconds <= 0:
+            return
+        cutoff = time.time() - self.retention_seconds
+        base = Path(self.baseFilename)
+        for path in rotated_files(self.baseFilename):
+            if path == base:
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
