@@ -22,6 +22,7 @@ docs/operations.md, "Audit log").
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
 import logging.handlers
@@ -128,8 +129,18 @@ class AuditLog(LoggingConfigurable):
         ``backup_count``).""",
     ).tag(config=True)
 
+    recent_size = Integer(
+        5000,
+        help="""Records kept in memory for the hub's own pages (the
+        instructor's course page shows a course's recent spawn failures from
+        them), whatever the destination.""",
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self._recent: collections.deque[dict] = collections.deque(
+            maxlen=max(self.recent_size, 0)
+        )
         self._lock = threading.Lock()
         self._listener: logging.handlers.QueueListener | None = None
         self._queue: queue.SimpleQueue | None = None
@@ -139,6 +150,7 @@ class AuditLog(LoggingConfigurable):
         """Queue one record (see :func:`make_record` for the fields) and
         return it. Never raises and never waits for the disk."""
         entry = make_record(action, **fields)
+        self._recent.append(entry)
         if self.destination == "off":
             return entry
         try:
@@ -147,6 +159,15 @@ class AuditLog(LoggingConfigurable):
         except Exception as e:  # an audit failure must not fail a login
             self.log.error("audit log: could not queue %s: %r", action, e)
         return entry
+
+    def recent(self, **match) -> list[dict]:
+        """Records kept in memory (newest last) whose fields equal ``match``,
+        e.g. ``recent(course="cs-101", action="spawn", outcome="failed")``."""
+        return [
+            r
+            for r in list(self._recent)
+            if all(r.get(k) == v for k, v in match.items())
+        ]
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every queued record is written (tests, CLI exit)."""
