@@ -199,6 +199,30 @@ def test_offered_to_uses_roster_groups_and_rules(catalog_dir):
     assert "old" not in offered(Viewer("admin", admin=True))
 
 
+async def test_offered_courses_are_reused_until_a_file_changes_or_they_age(
+    catalog_dir, monkeypatch
+):
+    catalog = CourseCatalog(path=str(catalog_dir), reload_interval=0).load()
+    who = Viewer("student2")
+    first = catalog.offered_to(who)
+    assert catalog.offered_to(who) == first
+    # the cached answer is what is shown; a changed course file is seen at once
+    touch_later(catalog_dir / "ml-private.yaml", "name: ML\nprivate: false\n")
+    await catalog.ensure_fresh()
+    assert "ml-private" in {c.slug for c, _ in catalog.offered_to(who)}
+    # time-based rules (a term that ends) are seen within offer_cache_seconds
+    seen = []
+    monkeypatch.setattr(
+        "aaltohub.catalog.directory.visible_roles",
+        lambda course, who, rules: seen.append(course.slug) or ("student",),
+    )
+    catalog.offered_to(who)
+    assert seen == []  # served from the cache
+    catalog.offer_cache_seconds = 0
+    catalog.offered_to(who)
+    assert seen, "with the cache off, the rules are asked again"
+
+
 def test_validate_command(catalog_dir, capsys):
     assert cli_main(["validate", str(catalog_dir)]) == 0
     assert "5 course(s) valid, 0 problem(s)" in capsys.readouterr().out

@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field, replace
 
 import yaml
-from traitlets import Bool, Float, Int, Set, TraitError, Unicode, validate
+from traitlets import Bool, Float, Int, Set, TraitError, Unicode, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from .. import metrics
@@ -42,6 +42,9 @@ from .aalto_compat import aalto_notes
 from .images import ImageTable, parse_images
 from .safe_files import Refused, read_bytes
 from .safe_yaml import load_yaml
+
+# Users whose offered courses are kept (about 1 KB each with 700 courses).
+_OFFER_CACHE_SIZE = 4096
 
 ROSTER_SUFFIX = "-users"
 
@@ -128,6 +131,14 @@ class CourseCatalog(LoggingConfigurable):
         files. Checks happen in a thread, on demand, at most this often.""",
     ).tag(config=True)
 
+    offer_cache_seconds = Float(
+        10.0,
+        help="""Seconds a user's list of offered courses is reused (for the
+        spawn page and the default choice of a spawn without one); a changed
+        course file invalidates it at once. Only what is *shown* is cached:
+        every spawn is authorized afresh. 0 turns the cache off.""",
+    ).tag(config=True)
+
     max_file_size = Int(
         1024 * 1024,
         min=1,
@@ -161,6 +172,16 @@ class CourseCatalog(LoggingConfigurable):
         ``cull_inactive_time`` / ``cull_max_age``) is used as written, also
         when shorter. Set it while moving from Aalto's hub.""",
     ).tag(config=True)
+
+    #: Backend names a course file may give (``backend: <name>``). Set by
+    #: CourseWrapSpawner from its ``backends``; empty: a course naming a
+    #: backend is refused (this hub runs every server one way).
+    backends = Set(Unicode())
+
+    @observe("backends")
+    def _backends_changed(self, change):
+        # In memory, no I/O: every course is validated again by the new list.
+        self.apply(ScanResult(images_changed=True))
 
     @validate("extra_override_keys")
     def _check_extra_override_keys(self, proposal):
@@ -197,6 +218,8 @@ class CourseCatalog(LoggingConfigurable):
         self._last_scan = 0.0
         self._scan_lock: asyncio.Lock | None = None
         self.generation = 0
+        # (viewer, rules) -> (generation, time, offered): bounded, oldest out
+        self._offered: OrderedDict[tuple, tuple] = OrderedDict()
 
     @property
     def rules(self) -> RoleRules:
@@ -344,6 +367,7 @@ class CourseCatalog(LoggingConfigurable):
                 source=f"{slug}.yaml",
                 roster_source=f"{slug}{ROSTER_SUFFIX}.yaml",
                 extra_override_keys=self.extra_override_keys,
+                backends=self.backends,
             )
             for key in ("image", "image_instructor"):
                 try:
@@ -424,9 +448,29 @@ class CourseCatalog(LoggingConfigurable):
         """Courses ``who`` may start, with roles, in display order.
 
         Uses the index, so the cost follows the user's own courses plus the
-        public ones, not the size of every roster.
+        public ones, not the size of every roster; and the answer is reused
+        for ``offer_cache_seconds`` (the spawn page and the spawn that
+        follows ask twice within a second).
         """
         rules = self.rules
+        key = (who, rules)
+        now = time.monotonic()
+        hit = self._offered.get(key)
+        if (
+            hit is not None
+            and hit[0] == self.generation
+            and now - hit[1] < self.offer_cache_seconds
+        ):
+            return list(hit[2])
+        out = self._offered_now(who, rules)
+        if self.offer_cache_seconds > 0:
+            self._offered[key] = (self.generation, now, tuple(out))
+            self._offered.move_to_end(key)
+            while len(self._offered) > _OFFER_CACHE_SIZE:
+                self._offered.popitem(last=False)
+        return out
+
+    def _offered_now(self, who: Viewer, rules: RoleRules) -> list:
         if who.admin or who.username in rules.default_instructors:
             candidates = None  # everything
         else:
