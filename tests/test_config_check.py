@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import textwrap
+import threading
 
 import pytest
 from traitlets.config import Config
 
-from aaltohub import cli
+from aaltohub import cli, config_check
 from aaltohub.config_check import (
     ERROR,
     WARNING,
@@ -361,3 +363,59 @@ def test_the_hub_runs_the_same_checks_at_start(users_file):
     c.StoragePaths.home_subpath = "x/{username}"  # a typo: home_sub_path
     with pytest.raises(ConfigProblems, match="home_sub_path"):
         Login(config=c).check_allow_config()
+
+
+def test_a_hung_check_at_hub_start_is_abandoned_with_an_error(monkeypatch, caplog):
+    # A hung NFS mount makes os.path.isdir() on the catalog wait forever:
+    # the hub's start must go on after the timeout, saying why.
+    release = threading.Event()
+    monkeypatch.setattr(
+        config_check, "check", lambda config, authenticator=None: release.wait(30)
+    )
+    log = logging.getLogger("test-start-check")
+    try:
+        with caplog.at_level(logging.ERROR, logger="test-start-check"):
+            config_check.raise_for_problems(Config(), log=log, timeout=0.2)
+    finally:
+        release.set()
+    assert "did not finish in 0.2s" in caplog.text
+    assert "aaltohub check-config" in caplog.text
+
+
+def test_errors_found_in_the_thread_still_stop_the_hub(monkeypatch):
+    problem = config_check.Problem("c.X.y", "broken", "fix it")
+    monkeypatch.setattr(
+        config_check, "check", lambda config, authenticator=None: [problem]
+    )
+    with pytest.raises(config_check.ConfigProblems, match="broken"):
+        config_check.raise_for_problems(Config(), timeout=5)
+
+
+async def test_the_hub_start_loads_the_catalog_in_the_background(
+    users_file, catalog_dir
+):
+    # The first burst of spawns after a restart must not pay for loading
+    # 1,000 course files: the start begins the load (in a thread).
+    from jupyterhub.auth import Authenticator
+
+    from aaltohub.auth import IdentityAuthenticatorMixin
+    from aaltohub.catalog import CourseCatalog
+    from aaltohub.shared import shared_instance
+
+    class Login(IdentityAuthenticatorMixin, Authenticator):
+        pass
+
+    c = Config()
+    c.Login.identity_class = "aaltohub.identity.StaticIdentity"
+    c.StaticIdentity.path = str(users_file)
+    c.Authenticator.allow_all = True
+    c.Authenticator.enable_auth_state = False
+    c.CourseCatalog.path = str(catalog_dir)
+    c.CourseCatalog.default_image = "example/notebook:5.0"
+    Login(config=c).check_allow_config()
+    catalog = shared_instance(CourseCatalog, c)
+    for _ in range(100):
+        if catalog.get("intro") is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert catalog.get("intro") is not None

@@ -27,6 +27,7 @@ import difflib
 import importlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -115,13 +116,31 @@ def check(
     return sorted(problems, key=lambda p: p.severity != ERROR)
 
 
-def raise_for_problems(config: Config, *, authenticator=None, log=None) -> None:
+def raise_for_problems(
+    config: Config, *, authenticator=None, log=None, timeout: float | None = None
+) -> None:
     """Log warnings; raise :class:`ConfigProblems` if there is any error.
 
     For the hub's start (``check_allow_config``): the hub refuses to start
     on a configuration error instead of failing the first login or spawn.
+    With ``timeout``, the checks run in a thread: a hung NFS mount (the
+    catalog, a storage path) costs the hub's start ``timeout`` seconds and
+    an error in the log, not a hub that never starts.
     """
-    problems = check(config, authenticator=authenticator)
+    if timeout is None:
+        problems = check(config, authenticator=authenticator)
+    else:
+        problems = _check_within(config, authenticator, timeout)
+        if problems is None:
+            if log is not None:
+                log.error(
+                    "config check did not finish in %ss: a storage path or the"
+                    " course catalog (c.CourseCatalog.path) does not answer,"
+                    " probably a hung NFS mount. Starting without the check;"
+                    " run `aaltohub check-config` once the storage answers.",
+                    timeout,
+                )
+            return
     errors = [p for p in problems if p.severity == ERROR]
     if log is not None:
         for p in problems:
@@ -129,6 +148,25 @@ def raise_for_problems(config: Config, *, authenticator=None, log=None) -> None:
                 log.warning("config %s", p)
     if errors:
         raise ConfigProblems(errors)
+
+
+def _check_within(config, authenticator, timeout: float) -> list[Problem] | None:
+    """:func:`check` in a daemon thread; None if it did not finish in time
+    (the thread is abandoned: it holds no lock and writes nothing)."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["problems"] = check(config, authenticator=authenticator)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="aaltohub-config-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if "error" in box:
+        raise box["error"]
+    return box.get("problems")
 
 
 # --- unknown keys ----------------------------------------------------------------
