@@ -177,6 +177,9 @@ def test_aalto_uid_and_archived_are_read():
         ({"cpu_limit": "lots"}, "'cpu_limit' must be a non-negative number"),
         ({"cpu_limit": float("inf")}, "'cpu_limit' must be a non-negative number"),
         ({"mem_limit": "4 gigs"}, "'mem_limit' must be bytes or a size"),
+        # what JupyterHub itself would refuse at every spawn of the course
+        ({"mem_guarantee": "512Mi"}, "write 512M: JupyterHub's sizes are already"),
+        ({"mem_limit": "512"}, "'mem_limit' must be bytes or a size"),
         ({"image": ""}, "'image' must be an image name"),
         ({"image": "a b"}, "'image' must be an image name"),
         ({"node_selector": {"gpu": True}}, "quote it"),
@@ -302,3 +305,13 @@ def test_kubespawners_deprecated_aliases_are_refused_even_if_allowed(alias):
     # a property: allowing one would reopen the refused trait.
     with pytest.raises(CourseError, match="not allowed"):
         override({alias: True}, extra_override_keys={alias})
+
+
+@pytest.mark.parametrize("size", ["2G", "512M", "1.5G", "100K", "1T", 2**30])
+def test_memory_sizes_are_read_as_jupyterhub_reads_them(size):
+    from jupyterhub.traitlets import ByteSpecification
+
+    from aaltohub.course_values import memory, memory_bytes
+
+    assert memory(size, "c", "mem_limit") == size
+    assert memory_bytes(size) == ByteSpecification().validate(None, size)

@@ -15,6 +15,7 @@ _EXPORTS = {
     "StoragePaths": "aaltohub.storage.paths",
     "ServerRecord": "aaltohub.servers",
     "LocalCourseSpawner": "aaltohub.local",
+    "CourseWrapSpawner": "aaltohub.wrap",
     "Identity": "aaltohub.identity",
     "LDAPIdentity": "aaltohub.identity",
     "NSSIdentity": "aaltohub.identity",

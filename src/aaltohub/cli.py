@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "migrate",
     "quota",
     "probe",
+    "capacity",
     "audit",
     "announce",
     "grade",

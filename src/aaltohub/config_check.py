@@ -44,7 +44,8 @@ CONFIGURABLE_MODULES = """
     aaltohub.storage aaltohub.storage.layout aaltohub.storage.paths
     aaltohub.storage.quota aaltohub.storage.quota_policy
     aaltohub.storage.user_dirs aaltohub.web.quota aaltohub.kube aaltohub.local
-    aaltohub.demo.auth
+    aaltohub.demo.auth aaltohub.wrap aaltohub.slurm
+    aaltohub.announcements aaltohub.web.announcements
 """.split()  # noqa: SIM905 (one word per module, short)
 
 # The grammar of an image reference (distribution/reference): an optional
@@ -112,6 +113,7 @@ def check(
     problems += spawner_problems
     problems += identity_problems(config, auth, spawner_cls)
     problems += catalog_problems(config, spawner_cls)
+    problems += spawner_config_problems(config, spawner_cls)
     problems += crypt_key_problems(config, auth, environ)
     return sorted(problems, key=lambda p: p.severity != ERROR)
 
@@ -285,6 +287,13 @@ def _spawner_class(config: Config):
     except (ImportError, AttributeError, ValueError) as e:
         key = "c.JupyterHub.spawner_class"
         return None, [Problem(key, f"{value!r} cannot be loaded: {e}", _NAME_FIX)]
+
+
+def spawner_config_problems(config: Config, spawner_cls) -> list[Problem]:
+    """What the spawner class finds wrong in the config, if it checks
+    (CourseWrapSpawner: its backends and what each can honour)."""
+    check = getattr(spawner_cls, "config_problems", None)
+    return list(check(config)) if callable(check) else []
 
 
 _NAME_FIX = (

@@ -29,6 +29,10 @@ from .course_values import (
     show,
     unknown_key,
 )
+from .grading.limits import DEFAULT as DEFAULT_GRADING
+from .grading.limits import GradingLimits, parse_grading
+from .term import FIELDS as TERM_FIELDS
+from .term import RetentionDays, Term
 
 __all__ = ["Course", "CourseError", "Resources", "build_course", "parse_profile_slug"]
 
@@ -114,9 +118,17 @@ class Course:
     jupyterlab: bool = True
     resources: dict[str, Resources] = field(default_factory=dict, hash=False)
     cull: Cull = Cull()
+    #: Limits of ``aaltohub grade``'s isolated runs (docs/grading.md).
+    grading: GradingLimits = DEFAULT_GRADING
     instructor_groups: frozenset[str] = frozenset()
     student_groups: frozenset[str] = frozenset()
     description: str = ""
+    #: The deployer's backend that runs this course's servers (a name in
+    #: ``c.CourseWrapSpawner.backends``); "" for the hub's default.
+    backend: str = ""
+    #: Term dates and end-term progress; retention periods (aaltohub.term).
+    term: Term = field(default_factory=Term)
+    retention: RetentionDays = field(default_factory=RetentionDays)
 
     @property
     def has_instructor_mode(self) -> bool:
@@ -281,6 +293,30 @@ def _cull(value, key):
     )
 
 
+BACKEND_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+
+
+def _backend_name(value, key):
+    if not isinstance(value, str) or not BACKEND_RE.fullmatch(value):
+        raise CourseError(
+            f"key '{key}' must be the name of one of the hub's backends"
+            f" (lowercase letters, digits, '-' and '_'), not {show(value)}"
+        )
+    return value
+
+
+def _check_backend(values: dict, backends: Collection[str] | None, problems) -> None:
+    """A course may only name a backend the deployer defined."""
+    name = values.get("backend")
+    if not name or backends is None or name in backends:
+        return
+    known = ", ".join(sorted(backends)) or "none: this hub has one backend"
+    problems.append(
+        f"key 'backend': this hub defines no backend {name!r} (it has {known});"
+        " use one of those names, or remove the key for the hub's default"
+    )
+
+
 # key -> validator. The first block is the reference deployment's vocabulary.
 FIELDS = {
     "name": _str,
@@ -308,9 +344,12 @@ FIELDS = {
     # aaltohub additions
     "resources": _resources,
     "cull": _cull,
+    "grading": parse_grading,
     "instructor_groups": _groups,
     "student_groups": _groups,
     "description": _str,
+    "backend": _backend_name,
+    **TERM_FIELDS,
 }
 ROSTER_FIELDS = ("students", "instructors")
 
@@ -368,12 +407,15 @@ def build_course(
     roster_source: str = "",
     *,
     extra_override_keys: Collection[str] = (),
+    backends: Collection[str] | None = None,
 ) -> Course:
     """Validate parsed YAML (and an optional roster) into a Course.
 
     ``extra_override_keys`` are kubespawner_override keys the deployer allows
     beyond ``ALLOWED_OVERRIDE_KEYS`` (``c.CourseCatalog.extra_override_keys``);
-    ``REFUSED_OVERRIDE_KEYS`` stay refused. Every key is checked: the
+    ``REFUSED_OVERRIDE_KEYS`` stay refused. ``backends`` are the names a
+    ``backend:`` key may give (``c.CourseCatalog.backends``); None: any
+    well-formed name. Every key is checked: the
     CourseError's message starts with the file name and lists each problem
     (``.problems`` has them one by one).
     """
@@ -389,6 +431,7 @@ def build_course(
         raise CourseError(f"course file {where}: expected a mapping of course keys")
     problems: list[str] = []
     values = _course_values(data, extra_override_keys, problems)
+    _check_backend(values, backends, problems)
     if problems:
         raise combine(f"course file {where}", problems)
     if roster is not None:

@@ -8,7 +8,12 @@ import re
 import reprlib
 
 # A memory quantity as Kubernetes and KubeSpawner accept it: 512M, 2Gi, 1.5G.
-MEM_RE = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGT]i?)?$")
+#: Memory sizes in course files, read as JupyterHub reads mem_limit and
+#: mem_guarantee (its ByteSpecification): a byte count, or a number with
+#: K, M, G or T, each a power of 1024. Kubernetes' "512Mi" is refused here,
+#: because JupyterHub would refuse it at every spawn of the course.
+MEM_RE = re.compile(r"[0-9]+(\.[0-9]+)?[KMGT]")
+MEM_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 # Values in messages are shortened: a course file may hold a huge or deeply
 # nested value, and the full repr() would flood the log (or recurse too deep).
@@ -63,7 +68,19 @@ def memory(value, key, what):
         return value
     if isinstance(value, str) and MEM_RE.fullmatch(value):
         return value
-    raise CourseError(f"{key}: '{what}' must be bytes or a size such as 2G or 512Mi")
+    hint = ""
+    if isinstance(value, str) and re.fullmatch(r"[0-9.]+[KMGT]i", value):
+        hint = f" (write {value[:-1]}: JupyterHub's sizes are already powers of 1024)"
+    raise CourseError(
+        f"{key}: '{what}' must be bytes or a size such as 2G or 512M{hint}"
+    )
+
+
+def memory_bytes(value: str | int) -> int:
+    """A size accepted by :func:`memory`, in bytes (1G = 2**30)."""
+    if isinstance(value, int):
+        return value
+    return int(float(value[:-1]) * MEM_UNITS[value[-1]])
 
 
 def unknown_key(key, allowed, where: str) -> str:
