@@ -302,3 +302,24 @@ async def test_refresh_without_auth_state(static_config):
     auth = StaticDummy(config=static_config)  # enable_auth_state is False
     assert await auth.refresh_user(FakeUser("alice", None)) is True
     assert await auth.refresh_user(FakeUser("mallory", None)) is False
+
+
+async def test_ldap_calls_are_measured_and_logins_audited(ldap_auth):
+    from aaltohub import metrics
+    from aaltohub.audit import audit_log
+
+    calls = metrics.LDAP_CALL_SECONDS.labels(operation="check_password", outcome="ok")
+    before = calls._sum.get(), count_of(calls)
+    assert await login(ldap_auth, "alice", "not-alices-pw") is None
+    assert (await login(ldap_auth, "alice", "alice-pw"))["name"] == "alice"
+    # Both calls got an answer from the directory: two ok calls, timed.
+    assert count_of(calls) == before[1] + 2
+    assert calls._sum.get() > before[0]
+    failed, ok = audit_log(ldap_auth.config).recent(action="login", actor="alice")[-2:]
+    assert (failed["outcome"], failed["reason"]) == ("failed", "bad credentials")
+    assert ok["outcome"] == "ok"
+    assert "not-alices-pw" not in str(failed)
+
+
+def count_of(histogram) -> float:
+    return sum(b.get() for b in histogram._buckets)

@@ -176,10 +176,15 @@ def test_dated_series_before_first_image_uses_the_oldest(catalog_dir):
 
 
 def test_unreadable_directory_keeps_serving(tmp_path, catalog_dir):
+    from aaltohub import metrics
+
     catalog = load(catalog_dir)
+    failures = metrics.CATALOG_RELOAD_FAILURES._value.get()
     catalog.path = str(tmp_path / "missing")
     catalog.apply(catalog.scan())
     assert "intro" in catalog.courses
+    # a failed reload as a whole is counted (a broken file is not)
+    assert metrics.CATALOG_RELOAD_FAILURES._value.get() == failures + 1
 
 
 def test_offered_to_uses_roster_groups_and_rules(catalog_dir):

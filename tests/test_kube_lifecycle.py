@@ -290,3 +290,73 @@ async def test_refused_watch_is_retried_by_the_next_start(cluster, config):
     start = await begin(spawner, "intro")
     await cluster.run(await cluster.wait_for_pod("jupyter-student1-intro", timeout=30))
     assert await asyncio.wait_for(start, 30) == "http://10.1.2.3:8888"
+
+
+async def test_a_failed_start_is_recorded_with_its_cause(cluster, config):
+    from aaltohub import metrics
+    from aaltohub.audit import audit_log
+
+    status, events, _ = CASES["image-not-found"]
+    failures = metrics.SPAWN_FAILURES.labels(course="intro", cause="image")
+    before = failures._value.get()
+    spawner = real_spawner(config, "student1")
+    start = await begin(spawner, "intro")
+    pod = await cluster.wait_for_pod("jupyter-student1-intro")
+    assert metrics.PENDING_SPAWNS.labels(course="intro")._value.get() >= 1
+    for reason, message in events:
+        await cluster.event(pod, reason, message)
+    await cluster.set_status("jupyter-student1-intro", status(pod))
+    await failure_of(start)
+    record = audit_log(config).recent(action="server-fail")[-1]
+    assert (record["course"], record["outcome"], record["target"]) == (
+        "intro",
+        "failed",
+        "student1",
+    )
+    assert record["reason"].startswith("image: Your server could not start")
+    assert failures._value.get() == before + 1
+    assert metrics.PENDING_SPAWNS.labels(course="intro")._value.get() == 0
+
+
+async def test_a_server_gone_by_itself_and_a_start_given_up_are_recorded(
+    cluster, config
+):
+    from aaltohub import metrics
+    from aaltohub.audit import audit_log
+
+    log = audit_log(config)
+    running = metrics.RUNNING_SERVERS.labels(course="intro", role="student")
+    spawner = real_spawner(config, "student1")
+    start = await begin(spawner, "intro")
+    pod = await cluster.wait_for_pod("jupyter-student1-intro")
+    await cluster.run(pod)
+    await asyncio.wait_for(start, 10)
+    count = running._value.get()
+    url = f"/api/v1/namespaces/{NAMESPACE}/pods/jupyter-student1-intro"
+    async with cluster.delete(url) as response:  # someone deleted the pod
+        assert response.status == 200
+    for _ in range(100):
+        if await spawner.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    spawner.clear_state()  # what JupyterHub does with a server found stopped
+    stop = log.recent(action="server-stop")[-1]
+    assert (stop["course"], stop["reason"]) == ("intro", "exited by itself")
+    assert running._value.get() == count - 1
+
+    # JupyterHub gives up after start_timeout: it cancels the start.
+    timeouts = metrics.SPAWN_FAILURES.labels(course="intro", cause="timeout")
+    before = timeouts._value.get()
+    start = await begin(spawner, "intro")
+    await cluster.wait_for_pod("jupyter-student1-intro", replacing=pod)
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    fail = log.recent(action="server-fail")[-1]
+    assert fail["course"] == "intro" and fail["reason"].startswith("timeout:")
+    assert timeouts._value.get() == before + 1
+    stops = len(log.recent(action="server-stop"))
+    assert await spawner.poll() is None  # the pod is still there ...
+    await spawner.stop()  # ... and JupyterHub cleans up: no stop of a server
+    assert len(log.recent(action="server-stop")) == stops
+    assert running._value.get() == count - 1

@@ -311,3 +311,34 @@ def test_quota_report_errors_name_the_file(tmp_path, capsys):
     assert main(["quota", "report", "--report", str(bad)]) == 2
     assert f"error: {bad}: not a repquota" in capsys.readouterr().err
     assert main(["quota", "report", "--report", str(tmp_path / "nope")]) == 2
+
+
+async def test_the_hub_counts_users_over_its_threshold_in_each_new_report(report):
+    from aaltohub import metrics
+
+    src = ReportFileQuota(user_report=str(report), check_interval=0, max_age=0)
+    src.warn_threshold = 0.9  # set by the hub's QuotaWarnings from QuotaPolicy
+    old = time.time() - 600
+    os.utime(report, (old, old))
+    await src.usage(ident("bob"))
+    # darstr1 95 %, alice and carol over, #1234 exactly 90 %: every user row
+    assert metrics.QUOTA_USERS_OVER_THRESHOLD._value.get() == 4
+    assert 600 <= metrics.QUOTA_REPORT_AGE._value.get() < 700
+    report.write_text(
+        report.read_text().replace("carol     +- 11600000", "carol     -- 1")
+    )
+    await src.usage(ident("bob"))
+    assert metrics.QUOTA_USERS_OVER_THRESHOLD._value.get() == 3
+    assert metrics.QUOTA_REPORT_AGE._value.get() < 60
+
+
+def test_the_hubs_quota_warnings_give_the_report_source_its_threshold(report):
+    from traitlets.config import Config
+
+    from aaltohub.web.quota import QuotaWarnings
+
+    c = Config()
+    c.QuotaPolicy.source_class = "aaltohub.storage.ReportFileQuota"
+    c.QuotaPolicy.threshold = 0.8
+    c.ReportFileQuota.user_report = str(report)
+    assert QuotaWarnings(config=c).source.warn_threshold == 0.8

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextvars
 import json
 import logging
 import logging.handlers
@@ -31,10 +32,12 @@ import queue
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from traitlets import Enum, Float, Integer, Unicode
+from traitlets import Enum, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .shared import shared_instance
@@ -59,6 +62,82 @@ PATH_ENV = "AALTOHUB_AUDIT_LOG"
 # record stays one readable line.
 MAX_REASON = 500
 
+#: The actions the hub and the CLI write, and their outcomes (see
+#: docs/operations.md, "Audit log"). Readers (the instructor's course page,
+#: ``aaltohub audit --action``) match these names.
+ACTIONS = {
+    "login": ("ok", "failed"),
+    "logout": ("ok",),
+    "spawn": ("ok", "refused"),
+    "server-start": ("ok",),
+    "server-fail": ("failed",),
+    "server-stop": ("ok",),
+    "cull": ("ok",),
+    "admin-api": ("ok", "failed"),
+}
+
+
+# --- the request a record belongs to --------------------------------------------------
+class RequestContext:
+    """The HTTP request being handled, for every record it causes.
+
+    Set once per request (by :mod:`aaltohub.web.hub_events`) in a context
+    variable, which asyncio copies into the tasks the request starts (a
+    server's stop runs in one), so a login, a spawn and its start share
+    ``request_id``. Who made the request is known once JupyterHub has
+    authenticated it; work that needs to know (is this stop a cull?) waits
+    for :meth:`finish` with :meth:`when_finished`.
+    """
+
+    def __init__(self, request_id: str = ""):
+        self.request_id = request_id or uuid.uuid4().hex
+        self.actor = ""
+        self.actor_is_service = False
+        self.finished = False
+        self._waiting: list[Callable[[RequestContext], None]] = []
+
+    def when_finished(self, callback: Callable[[RequestContext], None]) -> None:
+        """``callback(self)`` once the requester is known (now, if it is)."""
+        if self.finished:
+            _call_quietly(callback, self)
+        else:
+            self._waiting.append(callback)
+
+    def finish(self, actor: str, is_service: bool) -> None:
+        self.actor, self.actor_is_service, self.finished = actor, is_service, True
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            _call_quietly(callback, self)
+
+
+_REQUEST: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "aaltohub_request", default=None
+)
+
+
+def begin_request(request_id: str = "") -> RequestContext:
+    """Start the context of a new request (in the current context)."""
+    context = RequestContext(request_id)
+    _REQUEST.set(context)
+    return context
+
+
+def current_request() -> RequestContext | None:
+    """The request being handled, or None (startup, polling, the CLI)."""
+    return _REQUEST.get()
+
+
+def server_target(user: str, server: str = "") -> str:
+    """A server as a record's target: ``alice``, or ``alice/name``."""
+    return f"{user}/{server}" if server else user
+
+
+def _call_quietly(callback, context) -> None:
+    try:
+        callback(context)
+    except Exception:  # an audit failure must not fail a request
+        logging.getLogger(__name__).exception("audit callback failed")
+
 
 def now_iso() -> str:
     """UTC time with milliseconds, as every record's ``time``."""
@@ -75,7 +154,11 @@ def make_record(
     reason: str = "",
     request_id: str = "",
 ) -> dict:
-    """One record with every field, as strings (None becomes "")."""
+    """One record with every field, as strings (None becomes ""). Without a
+    ``request_id``, the current request's (:func:`current_request`)."""
+    if not request_id:
+        context = current_request()
+        request_id = context.request_id if context is not None else ""
     reason = str(reason or "")
     if len(reason) > MAX_REASON:
         reason = reason[: MAX_REASON - 1] + "…"
@@ -134,6 +217,16 @@ class AuditLog(LoggingConfigurable):
         help="""Records kept in memory for the hub's own pages (the
         instructor's course page shows a course's recent spawn failures from
         them), whatever the destination.""",
+    ).tag(config=True)
+
+    cull_services = List(
+        Unicode(),
+        ["course-culler", "jupyterhub-idle-culler", "idle-culler", "cull-idle"],
+        help="""Names of the JupyterHub services whose server stops are
+        recorded as action 'cull' (and counted in aaltohub_culls) instead of
+        'server-stop': the idle culler's service name (the deployment's
+        course-culler; z2jh's own is jupyterhub-idle-culler). Needs the request hooks of
+        ``aaltohub.web.hub_events.configure``.""",
     ).tag(config=True)
 
     def __init__(self, **kwargs):

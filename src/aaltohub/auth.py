@@ -20,13 +20,26 @@ does not know (or cannot be served, e.g. system uids) are refused.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import time
 from typing import Any
 
 from jupyterhub.auth import Authenticator
 from tornado import web
-from traitlets import Instance, List, TraitError, Type, Unicode, default, validate
+from traitlets import (
+    Float,
+    Instance,
+    List,
+    TraitError,
+    Type,
+    Unicode,
+    default,
+    validate,
+)
 
+from .audit import audit_log
+from .catalog import CourseCatalog
 from .config_check import raise_for_problems
 from .identity import (
     Identity,
@@ -44,6 +57,8 @@ from .storage.paths import StoragePaths
 
 #: auth_state keys written by the mixin (read by the spawner).
 AUTH_STATE_IDENTITY = "identity"
+# Tasks started at hub start, referenced until done (asyncio keeps weak refs).
+_BACKGROUND: set[asyncio.Task] = set()
 AUTH_STATE_IDENTITY_TIME = "identity_updated"
 
 _REASONS = {
@@ -52,6 +67,29 @@ _REASONS = {
     InvalidIdentity: "invalid-identity",
     IdentityUnavailable: "directory-unavailable",
 }
+
+
+#: Refusal codes -> the reason a failed login's audit record gives.
+_AUDIT_REASONS = {
+    "wrong-password": "bad credentials",
+    "missing-credentials": "bad credentials",
+    "empty-password": "bad credentials",
+    "ldap-unavailable": "directory unreachable",
+    "directory-unavailable": "directory unreachable",
+}
+
+# The refusal code of the login being handled: get_authenticated_user sets
+# a holder, _refuse fills it (same task), the audit record reads it.
+_LOGIN_ATTEMPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "aaltohub_login_attempt", default=None
+)
+
+
+def _audit_reason(code: str) -> str:
+    if not code:
+        # The base authenticator said no, or allowed_users/blocked_users did.
+        return "bad credentials or not allowed"
+    return _AUDIT_REASONS.get(code, code.replace("-", " "))
 
 
 def _reason(error: IdentityError) -> str:
@@ -96,6 +134,14 @@ class IdentityAuthenticatorMixin(Authenticator):
         e.g. ``c.LDAPIdentity.server_urls``.""",
     ).tag(config=True)
 
+    start_check_timeout = Float(
+        60.0,
+        help="""Seconds the configuration check at hub start may take. It
+        reads the catalog directory and storage paths, which may be on NFS:
+        if they do not answer in time, the hub starts anyway and logs an
+        error, instead of hanging its start.""",
+    ).tag(config=True)
+
     identity_provider = Instance(
         IdentityProvider,
         help="""The provider instance, created from ``identity_class`` on
@@ -123,12 +169,36 @@ class IdentityAuthenticatorMixin(Authenticator):
         # The same checks as `aaltohub check-config`: an unknown option, a
         # broken identity setup, an unreadable catalog, a default image that
         # is no image, auth_state without a crypt key stop the hub here.
-        raise_for_problems(self.config, authenticator=self, log=self.log)
+        raise_for_problems(
+            self.config,
+            authenticator=self,
+            log=self.log,
+            timeout=self.start_check_timeout,
+        )
+        self._preload_catalog()
+
+    def _preload_catalog(self) -> None:
+        """Load the course catalog now, in a thread, so the first burst of
+        spawns after a hub start does not pay for it (it waits for the same
+        load if it comes first)."""
+        catalog = shared_instance(CourseCatalog, self.config)
+        if not catalog.path:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not inside the hub (a check from a script)
+        task = loop.create_task(catalog.ensure_fresh())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     # --- login ------------------------------------------------------------------
     def _refuse(self, handler, username, reason: str, message: str = "", detail=""):
         """Log a refused login; show ``message`` on the login page if there is
         one (a real request), else return None like a failed password."""
+        attempt = _LOGIN_ATTEMPT.get()
+        if attempt is not None:
+            attempt["reason"] = reason
         self.log.warning(
             "auth user=%s outcome=refused reason=%s%s",
             _show(username),
@@ -139,6 +209,41 @@ class IdentityAuthenticatorMixin(Authenticator):
             # JupyterHub renders HTTPError messages on the login form.
             raise web.HTTPError(403, "%s", message)
         return None
+
+    async def get_authenticated_user(self, handler, data):
+        """JupyterHub's login, with one audit record per attempt: the name
+        typed (normalized) and why it failed; never the password."""
+        attempt = {"reason": ""}
+        reset = _LOGIN_ATTEMPT.set(attempt)
+        try:
+            model = await super().get_authenticated_user(handler, data)
+        except Exception:
+            self._audit_login(data, None, attempt["reason"] or "internal-error")
+            raise
+        finally:
+            _LOGIN_ATTEMPT.reset(reset)
+        self._audit_login(data, model, attempt["reason"])
+        return model
+
+    def _audit_login(self, data, model, code: str) -> None:
+        if model:
+            name = model.get("name", "")
+        else:
+            raw = (data or {}).get("username") if isinstance(data, dict) else None
+            try:
+                name = (
+                    self.normalize_username(raw.strip()) if isinstance(raw, str) else ""
+                )
+            except Exception:
+                name = str(raw)
+            name = name if len(name) <= 64 else name[:64] + "..."
+        audit_log(self.config).record(
+            "login",
+            actor=name,
+            target=name,
+            outcome="ok" if model else "failed",
+            reason="" if model else _audit_reason(code),
+        )
 
     async def run_post_auth_hook(self, handler, auth_model):
         # Runs inside get_authenticated_user after the name was normalised and

@@ -26,6 +26,7 @@ from traitlets import Any, Dict, Int, List, TraitError, Type, Unicode, validate
 
 from . import access, metrics
 from .access import AccessDenied, Viewer
+from .audit import audit_log, server_target
 from .catalog import CourseCatalog
 from .course import Course, Resources
 from .hooks import DEFAULT_HOOKS, SpawnHook, run_hooks
@@ -150,9 +151,7 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
     @property
     def catalog(self) -> CourseCatalog:
         # Not loaded here: the first ensure_fresh() loads it in a thread.
-        return shared(
-            CourseCatalog, self.config, lambda: CourseCatalog(config=self.config)
-        )
+        return shared_instance(CourseCatalog, self.config)
 
     @property
     def storage_paths(self) -> StoragePaths:
@@ -289,22 +288,36 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
         )
         if choice.kind != COURSE:
             return choice
+        known = choice.course.slug if choice.course else ""
         try:
             viewer = await self.get_viewer(strict=True)
         except IdentityError as e:
             status = 503 if isinstance(e, IdentityUnavailable) else 403
-            self._audit(profile, choice.role, "refused", str(e), logging.WARNING)
+            self._audit(profile, choice.role, "refused", str(e), logging.WARNING, known)
             raise user_error(status, str(e)) from e
         try:
             access.check(choice.course, viewer, choice.role, self.catalog.rules)
         except AccessDenied as e:
-            self._audit(profile, choice.role, "refused", str(e), logging.WARNING)
+            self._audit(profile, choice.role, "refused", str(e), logging.WARNING, known)
             raise user_error(403, str(e)) from e
         return choice
 
-    def _audit(self, profile, role, outcome, reason="", level=logging.INFO):
+    def _audit(self, profile, role, outcome, reason="", level=logging.INFO, course=""):
         if outcome in ("planned", "refused"):
             metrics.SPAWN_AUTHORIZATIONS.labels(outcome=outcome, role=role).inc()
+        if outcome == "refused":
+            # Only a course of the catalog is a label: the profile is user input.
+            metrics.SPAWN_FAILURES.labels(course=course, cause="refused").inc()
+        if outcome == "refused" and not course:
+            reason = f"{reason} (profile {str(profile)[:80]!r})"
+        audit_log(self.config).record(
+            "spawn",
+            actor=self.user.name,
+            target=server_target(self.user.name, getattr(self, "name", "") or ""),
+            course=course or (profile if outcome == "planned" else ""),
+            outcome="refused" if outcome == "refused" else "ok",
+            reason=reason,
+        )
         self.log.log(
             level,
             # Quoted: the profile and server name come from the user, and

@@ -180,8 +180,10 @@ class CourseCatalog(LoggingConfigurable):
 
     @observe("backends")
     def _backends_changed(self, change):
-        # In memory, no I/O: every course is validated again by the new list.
-        self.apply(ScanResult(images_changed=True))
+        # In memory, no I/O: every course is validated again by the new list
+        # (not while __init__ sets traits: nothing is loaded yet).
+        if hasattr(self, "_files"):
+            self.apply(ScanResult(images_changed=True))
 
     @validate("extra_override_keys")
     def _check_extra_override_keys(self, proposal):
@@ -238,6 +240,7 @@ class CourseCatalog(LoggingConfigurable):
             root = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             self.log.error("catalog path=%s outcome=unreadable error=%s", self.path, e)
+            metrics.CATALOG_RELOAD_FAILURES.inc()
             return result  # keep serving what we have
         try:
             self._scan_into(result, root)
@@ -251,6 +254,7 @@ class CourseCatalog(LoggingConfigurable):
             entries = list(os.scandir(root))
         except OSError as e:
             self.log.error("catalog path=%s outcome=unreadable error=%s", self.path, e)
+            metrics.CATALOG_RELOAD_FAILURES.inc()
             return
         for entry in entries:
             if not entry.name.endswith(".yaml") or entry.name.startswith("."):

@@ -275,6 +275,7 @@ class Demo:
             "  servers:  " + self.isolation_note(),
             f"  state:    {self.paths.root}",
             f"  hub log:  {self.paths.hub_log}" if not self.verbose else "",
+            f"  audit:    {self.paths.audit_log}   (aaltohub audit --file ...)",
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(line for line in lines if line)

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import metrics
+
 _local = threading.local()
 
 
@@ -187,6 +189,9 @@ class CallRunner:
             raise
         finally:
             self._outcome(probe, error)
+            _measure(
+                getattr(func, "__name__", "call").removesuffix("_sync"), call, error
+            )
 
     async def _wait(self, call, started, cfuture, future, timeout, queue_timeout):
         try:
@@ -213,3 +218,28 @@ class CallRunner:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _measure(operation: str, call: Call, error: BaseException | None) -> None:
+    """One directory call in LDAP_CALL_SECONDS (the call itself, from the
+    moment a thread ran it) and, if it failed, in LDAP_ERRORS. An answer
+    such as "no such user" is an ok call; the operation is the function's
+    name without ``_sync`` (a fixed set, from code: ``lookup``,
+    ``check_password``)."""
+    if isinstance(error, asyncio.CancelledError):
+        return  # the caller went away; says nothing about the directory
+    if error is None or not isinstance(error, TimeoutError | OSError):
+        outcome = "ok"
+    elif isinstance(error, DirectoryDown):
+        outcome = "unavailable"
+    elif isinstance(error, TimeoutError):
+        outcome = "timeout"
+    else:
+        outcome = "error"
+    if outcome != "ok":
+        metrics.LDAP_ERRORS.labels(operation=operation, kind=outcome).inc()
+    if call.started is not None:
+        took = time.monotonic() - call.started
+        metrics.LDAP_CALL_SECONDS.labels(operation=operation, outcome=outcome).observe(
+            took
+        )

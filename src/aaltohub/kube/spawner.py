@@ -18,7 +18,8 @@ from traitlets import Unicode, default
 
 from ..plan import NFS_VOLUME, SpawnPlan
 from ..spawn import CourseSpawnMixin
-from . import kubespawner_api
+from ..spawn_events import SpawnEventsMixin
+from . import capacity_monitor, kubespawner_api
 from .starting import FailFastStartMixin
 
 #: Traits a spawn never changes whose dynamic default does real work
@@ -40,7 +41,9 @@ def _annotation_key(path: str) -> str:
     return ANNOTATION_PREFIX + path.replace("/", ".")
 
 
-class CourseSpawner(CourseSpawnMixin, FailFastStartMixin, KubeSpawner):
+class CourseSpawner(
+    SpawnEventsMixin, CourseSpawnMixin, FailFastStartMixin, KubeSpawner
+):
     """KubeSpawner with course profiles, server-side access checks, and
     per-course mounts, identity and configuration."""
 
@@ -62,6 +65,9 @@ class CourseSpawner(CourseSpawnMixin, FailFastStartMixin, KubeSpawner):
         self._plan: SpawnPlan | None = None
         self._remembered: dict = {}
         self._own_profiles: tuple | None = None
+        # The hub's capacity metrics start with its first spawner, whose
+        # Kubernetes client they borrow (off unless configured).
+        capacity_monitor.watch(self)
 
     # --- the options form: KubeSpawner's own, over the combined list ------------
     @default("options_form")

@@ -23,6 +23,21 @@ from traitlets.config import LoggingConfigurable
 from ..spawn import user_error
 from . import api_errors, failures, kubespawner_api
 
+#: A failure's cause (kube.failures) -> the cause aaltohub_spawn_failures
+#: counts it under (metrics.FAILURE_CAUSES); unlisted causes are "other".
+METRIC_CAUSES = {
+    "image": "image",
+    "crash": "crash",
+    "init": "crash",
+    "oom": "crash",
+    "mount": "mount",
+    "no-claim": "mount",
+    "no-room": "unschedulable",
+    "no-node": "unschedulable",
+    "api-quota": "unschedulable",
+    "api-timeout": "timeout",
+}
+
 
 @dataclass
 class _Attempt:
@@ -216,6 +231,12 @@ class FailFastStartMixin(LoggingConfigurable):
 
     def _log_failure(self, failure: failures.Failure) -> None:
         took = time.monotonic() - (self._attempt or _Attempt()).started
+        # For the audit record and the failure count (SpawnEventsMixin):
+        # the user's message without the container's log lines.
+        self.start_failure_cause = METRIC_CAUSES.get(failure.cause, "other")
+        first = failure.message.split("\nThe last lines it printed:")[0]
+        same = failure.cause == self.start_failure_cause
+        self.start_failure_reason = first if same else f"{failure.cause}: {first}"
         self.log.error(
             "spawn user=%s server=%r pod=%s/%s action=start outcome=failed"
             " cause=%s seconds=%.1f detail=%r",

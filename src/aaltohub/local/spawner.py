@@ -43,6 +43,7 @@ from jupyterhub.utils import random_port
 from traitlets import Enum, Integer, List, Unicode, default
 
 from ..spawn import user_error
+from ..spawn_events import SpawnEventsMixin
 from . import views
 from .profiles_form import CourseProfilesMixin
 from .sandbox import command, namespaces_work, read_info, sandbox_problem
@@ -59,7 +60,7 @@ async def _listening(host: str, port: int) -> bool:
     return True
 
 
-class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
+class LocalCourseSpawner(SpawnEventsMixin, CourseProfilesMixin, LocalProcessSpawner):
     """A LocalProcessSpawner whose profiles are the user's courses, with
     the course plan applied to a per-server view of a local storage tree."""
 
@@ -124,6 +125,9 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
         self._sandbox_pid: int | None = None
 
     async def start(self):
+        return await self.recorded_start(self._start_process)
+
+    async def _start_process(self):
         self._launch = None
         await self.plan_spawn()  # authorize, plan, apply_plan below
         launch = self._launch
@@ -209,6 +213,8 @@ class LocalCourseSpawner(CourseProfilesMixin, LocalProcessSpawner):
             tail,
         )
         await self.stop(now=True)
+        self.start_failure_cause = "crash"  # for SpawnEventsMixin's record
+        self.start_failure_reason = f"exited with status {status} while starting"
         output = f" Its last output:\n\n{tail}\n\n" if tail else " It wrote nothing. "
         return user_error(
             500,

@@ -13,6 +13,11 @@ scope to see the state)::
     from aaltohub.ops.culling import course_cull_arbiter
     c.IdleCuller.cull_arbiter_hook = course_cull_arbiter
 
+The hub records the culler's stops as action ``cull`` in the audit log
+(and counts them in ``aaltohub_culls``) when its service name is in
+``c.AuditLog.cull_services`` (the deployment's ``course-culler`` is); see
+docs/operations.md, "Audit log".
+
 Servers adopted from Aalto's hub (``ServerRecord.origin == "aalto"``) keep
 Aalto's rule: the larger of the culler's default and the course's limit.
 For Aalto's rule on every server (``c.CourseCatalog.aalto_cull_only_lengthens``

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from traitlets import Enum, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import metrics
 from ..course import COURSE_GROUP_TEMPLATE, Course
 from ..identity.base import Identity
 from .paths import uid_last2digits
@@ -190,8 +191,26 @@ class ReportFileQuota(QuotaSource):
         self._cache: dict[str, tuple[tuple, dict, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._stale_logged: set[tuple[str, tuple]] = set()
+        #: The warning threshold (a fraction) the hub's QuotaPolicy uses, set
+        #: by the hub (web.quota): then each new user report is counted in
+        #: aaltohub_quota_users_over_threshold.
+        self.warn_threshold: float | None = None
 
     # --- loading ----------------------------------------------------------------
+    def _count_over(self, index: dict) -> None:
+        """Users of a freshly parsed user report at or over the threshold:
+        every user row of the report, not only users of this hub."""
+        threshold = self.warn_threshold
+        if threshold is None:
+            return
+        over = sum(
+            1
+            for (kind, name), usages in index.items()
+            if kind == "user"
+            and self._pick(index, kind, (name,)).over_threshold(threshold)
+        )
+        metrics.QUOTA_USERS_OVER_THRESHOLD.set(over)
+
     def _read(self, path: str, old_stamp):
         st = os.stat(path)
         stamp = (st.st_mtime_ns, st.st_size)
@@ -204,6 +223,8 @@ class ReportFileQuota(QuotaSource):
             if self.filesystem and self.filesystem not in row.filesystem.split():
                 continue
             index.setdefault((row.kind, row.name), []).append(row.usage)
+        if path == self.user_report:
+            self._count_over(index)  # in the reading thread: one pass
         return stamp, index
 
     async def _index(self, path: str) -> dict | None:
@@ -238,6 +259,8 @@ class ReportFileQuota(QuotaSource):
     def _fresh(self, path, entry) -> dict | None:
         stamp = entry[0]
         age = time.time() - stamp[0] / 1e9
+        if path == self.user_report:
+            metrics.QUOTA_REPORT_AGE.set(age)
         if self.max_age and age > self.max_age:
             if (path, stamp) not in self._stale_logged:  # once per file version
                 self._stale_logged.add((path, stamp))

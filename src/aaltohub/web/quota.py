@@ -65,7 +65,11 @@ class QuotaWarnings(LoggingConfigurable):
 
     @property
     def source(self) -> QuotaSource:
-        return self.policy.source
+        source = self.policy.source
+        if hasattr(source, "warn_threshold"):
+            # A report source counts users over the hub's threshold (metrics).
+            source.warn_threshold = self.policy.threshold
+        return source
 
     def describe(self, usage: Usage | None) -> dict[str, Any] | None:
         """What the templates get: None below the threshold."""

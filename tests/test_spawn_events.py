@@ -1,0 +1,386 @@
+"""A hub's events as audit records and metrics, through a real JupyterHub.
+
+The hub runs in this test's process (so a "restart" is a second JupyterHub
+app on the same database, with the metric families emptied as in a new
+process), behind the real configurable-http-proxy, with LocalCourseSpawner
+starting a real JupyterLab server (isolation "prefix"). The idle culler is
+a real JupyterHub service token doing what jupyterhub-idle-culler does. No
+Kubernetes API is involved; the kube failure causes are tested with kmock
+in test_kube_failures.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+import pytest_asyncio
+import yaml
+from tornado.web import GZipContentEncoding
+from traitlets.config import Config
+
+from aaltohub import metrics
+from aaltohub.audit import audit_log
+from aaltohub.demo.auth import write_password_hash
+from aaltohub.web import hub_events
+
+REPO = Path(__file__).resolve().parents[1]
+CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+PASSWORD = "hub-events-password"
+CULLER_TOKEN = "culler-token-0123456789abcdef"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHP.exists(), reason="configurable-http-proxy missing: run `npm ci`"
+    ),
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hub_config(tmp: Path, ports: tuple[int, int, int]) -> Config:
+    port, api_port, hub_port = ports
+    c = Config()
+    c.JupyterHub.bind_url = f"http://127.0.0.1:{port}"
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = hub_port
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{api_port}"
+    c.ConfigurableHTTPProxy.command = [str(CHP)]
+    c.JupyterHub.db_url = f"sqlite:///{tmp}/hub.sqlite"
+    c.JupyterHub.cookie_secret_file = f"{tmp}/cookie_secret"
+    c.JupyterHub.pid_file = f"{tmp}/hub.pid"
+    c.JupyterHub.authenticate_prometheus = False
+    c.JupyterHub.cleanup_servers = False  # servers outlive a hub restart
+    c.JupyterHub.authenticator_class = "aaltohub.demo.auth.DemoAuthenticator"
+    c.DemoAuthenticator.password_file = str(tmp / "pw.hash")
+    c.Authenticator.admin_users = {"admin1"}
+    c.JupyterHub.services = [
+        {"name": "jupyterhub-idle-culler", "api_token": CULLER_TOKEN}
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "admin:servers"],
+            "services": ["jupyterhub-idle-culler"],
+        }
+    ]
+    c.JupyterHub.spawner_class = "aaltohub.local.LocalCourseSpawner"
+    c.LocalCourseSpawner.identity_class = "aaltohub.identity.StaticIdentity"
+    c.DemoAuthenticator.identity_class = "aaltohub.identity.StaticIdentity"
+    c.LocalCourseSpawner.storage_root = str(tmp / "storage")
+    c.LocalCourseSpawner.servers_dir = str(tmp / "servers")
+    c.LocalCourseSpawner.isolation = "prefix"
+    c.LocalCourseSpawner.start_timeout = 60
+    c.LocalCourseSpawner.http_timeout = 60
+    c.StaticIdentity.path = str(tmp / "users.yaml")
+    c.CourseCatalog.path = str(tmp / "courses")
+    c.AuditLog.destination = "file"
+    c.AuditLog.path = str(tmp / "audit.log")
+    hub_events.configure(c)
+    return c
+
+
+def prepare(tmp: Path) -> None:
+    from aaltohub.catalog import CourseCatalog
+    from aaltohub.demo.state import lay_out_storage
+    from aaltohub.identity.static import parse_static_users
+    from conftest import USERS, write_catalog
+
+    catalog = write_catalog(tmp / "courses")
+    (tmp / "users.yaml").write_text(USERS)
+    (tmp / "storage").mkdir()
+    known = parse_static_users(yaml.safe_load(USERS), "users")
+    lay_out_storage(
+        str(tmp / "storage"),
+        CourseCatalog(path=str(catalog)).load(),
+        {k: v for k, v in known.items() if v.uid >= 1000},
+    )
+    write_password_hash(str(tmp / "pw.hash"), PASSWORD)
+
+
+class Hubs:
+    """The hub of this module, which a test may restart."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.ports = (free_port(), free_port(), free_port())
+        self.app = None
+
+    async def start(self):
+        from jupyterhub.app import JupyterHub
+
+        # A fresh Config object: a new process's shared instances.
+        self.app = JupyterHub(config=hub_config(self.tmp, self.ports))
+        await self.app.initialize([])
+        await self.app.start()
+
+    async def stop(self, cleanup_servers=False):
+        app, loop = self.app, asyncio.get_running_loop()
+        app.cleanup_servers = cleanup_servers
+        app.http_server.stop()
+        for callback in app._periodic_callbacks.values():
+            callback.stop()
+        await app.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    @property
+    def url(self) -> str:
+        return self.app.bind_url.rstrip("/")
+
+    @property
+    def log(self):
+        return audit_log(self.app.tornado_settings["config"])
+
+    def records(self, **match) -> list[dict]:
+        return self.log.recent(**match)
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            return (await client.get("/hub/metrics")).text
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hubs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hubevents")
+    prepare(tmp)
+    hubs = Hubs(tmp)
+    await hubs.start()
+    try:
+        yield hubs
+    finally:
+        await hubs.stop(cleanup_servers=True)
+
+
+@asynccontextmanager
+async def client(hubs, user: str, password=PASSWORD, **headers):
+    async with httpx.AsyncClient(base_url=hubs.url, timeout=30) as http:
+        await http.get("/hub/login")
+        response = await http.post(
+            "/hub/login",
+            data={
+                "username": user,
+                "password": password,
+                "_xsrf": http.cookies["_xsrf"],
+            },
+            headers=headers,
+        )
+        http.login_status = response.status_code
+        # The login sets a new _xsrf cookie: API calls with the cookie send it.
+        http.headers["X-XSRFToken"] = http.cookies.get("_xsrf", "")
+        yield http
+
+
+def value(text: str, name: str, **labels) -> float:
+    # prometheus_client writes the labels sorted by name
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    for line in text.splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def wait_ready(http, user: str, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = (await http.get(f"/hub/api/users/{user}")).json()
+        server = model["servers"].get("")
+        if server and server["ready"]:
+            return
+        await asyncio.sleep(0.3)
+    pytest.fail(f"{user}'s server was not ready in {timeout} s")
+
+
+# --- logins and logouts ---------------------------------------------------------------
+async def test_login_records_carry_the_proxys_request_id(hubs):
+    async with client(hubs, "student2", "wrong-" + PASSWORD) as http:
+        assert http.login_status == 403
+    async with client(
+        hubs, "student2", **{"X-Request-Id": "req-from-proxy-42"}
+    ) as http:
+        assert http.login_status == 302
+        assert (await http.get("/hub/logout")).status_code < 400
+    failed, ok = hubs.records(action="login", actor="student2")[-2:]
+    assert (failed["outcome"], failed["reason"]) == ("failed", "bad credentials")
+    assert ok["outcome"] == "ok" and ok["request_id"] == "req-from-proxy-42"
+    assert failed["request_id"] and failed["request_id"] != ok["request_id"]
+    logout = hubs.records(action="logout")[-1]
+    assert (logout["actor"], logout["target"]) == ("student2", "student2")
+    hubs.log.flush()
+    assert "wrong-" + PASSWORD not in (hubs.tmp / "audit.log").read_text()
+
+
+# --- spawns ----------------------------------------------------------------------
+async def test_a_refused_spawn_says_why(hubs):
+    before = value(
+        await hubs.metrics(),
+        "aaltohub_spawn_failures_total",
+        course="ml-private",
+        cause="refused",
+    )
+    async with client(hubs, "student2") as http:
+        response = await http.post(
+            "/hub/api/users/student2/server", json={"profile": "ml-private"}
+        )
+    assert response.status_code == 403
+    record = hubs.records(action="spawn", actor="student2")[-1]
+    assert record["outcome"] == "refused" and record["course"] == "ml-private"
+    assert "may not use this course environment" in record["reason"]
+    assert record["target"] == "student2"
+    after = value(
+        await hubs.metrics(),
+        "aaltohub_spawn_failures_total",
+        course="ml-private",
+        cause="refused",
+    )
+    assert after == before + 1
+
+
+async def test_start_restart_and_cull_keep_running_servers_right(hubs):
+    running = {"course": "intro", "role": "student"}
+    before = value(await hubs.metrics(), "aaltohub_running_servers", **running)
+    async with client(hubs, "student1") as http:
+        response = await http.post(
+            "/hub/api/users/student1/server", json={"profile": "intro"}
+        )
+        assert response.status_code in (201, 202), response.text
+        await wait_ready(http, "student1")
+    spawn = hubs.records(action="spawn", actor="student1")[-1]
+    start = hubs.records(action="server-start", actor="student1")[-1]
+    assert (spawn["course"], spawn["outcome"]) == ("intro", "ok")
+    assert (start["course"], start["target"], start["reason"]) == (
+        "intro",
+        "student1",
+        "role student",
+    )
+    assert start["request_id"] == spawn["request_id"] != ""  # one request
+    text = await hubs.metrics()
+    assert value(text, "aaltohub_running_servers", **running) == before + 1
+    assert value(text, "aaltohub_pending_spawns", course="intro") == 0
+    assert (
+        value(
+            text,
+            "aaltohub_spawn_duration_seconds_count",
+            course="intro",
+            outcome="success",
+        )
+        >= 1
+    )
+
+    # A restart: the new hub process counts the server it finds running.
+    server = hubs.app.users["student1"].spawner.proc
+    await hubs.stop()
+    metrics.RUNNING_SERVERS.clear()  # as in a new process
+    await hubs.start()
+    # The server is still this process's child: reap it once it exits, as
+    # init would for a server whose hub process is gone.
+    reaper = asyncio.ensure_future(reap(server))
+    text = await hubs.metrics()
+    assert 'aaltohub_running_servers{course="intro",role="student"} 1.0' in text
+
+    # The idle culler stops it: a cull, not a user's stop.
+    culls = value(text, "aaltohub_culls_total", course="intro")
+    async with httpx.AsyncClient(base_url=hubs.url, timeout=60) as http:
+        response = await http.delete(
+            "/hub/api/users/student1/server",
+            headers={"Authorization": f"token {CULLER_TOKEN}"},
+        )
+    assert response.status_code in (202, 204)
+    await wait_for(lambda: hubs.records(action="cull"))
+    cull = hubs.records(action="cull")[-1]
+    assert (cull["actor"], cull["target"], cull["course"]) == (
+        "jupyterhub-idle-culler",
+        "student1",
+        "intro",
+    )
+    admin = hubs.records(action="admin-api", actor="jupyterhub-idle-culler")[-1]
+    assert admin["target"] == "DELETE /hub/api/users/student1/server"
+    assert admin["request_id"] == cull["request_id"]
+    await asyncio.wait_for(reaper, 30)
+    text = await hubs.metrics()
+    assert 'aaltohub_running_servers{course="intro",role="student"} 0.0' in text
+    assert value(text, "aaltohub_culls_total", course="intro") == culls + 1
+
+
+async def reap(proc) -> None:
+    while proc.poll() is None:
+        await asyncio.sleep(0.1)
+
+
+async def wait_for(check, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+# --- the admin API --------------------------------------------------------------------
+async def test_admin_api_actions_are_recorded_and_users_own_are_not(hubs):
+    async with client(hubs, "admin1") as http:
+        assert (await http.post("/hub/api/users/newcomer")).status_code == 201
+        assert (await http.post("/hub/api/users/newcomer")).status_code == 409
+        now = {"last_activity": "2026-11-26T00:00:00Z"}  # routine, not an action
+        activity = await http.post("/hub/api/users/admin1/activity", json=now)
+        assert activity.status_code < 300
+    async with client(hubs, "student2") as http:
+        assert (await http.post("/hub/api/users/someone")).status_code == 403
+    created, refused = hubs.records(action="admin-api", actor="admin1")[-2:]
+    assert created["target"] == "POST /hub/api/users/newcomer"
+    assert (created["outcome"], created["reason"]) == ("ok", "HTTP 201")
+    assert (refused["outcome"], refused["reason"]) == ("failed", "HTTP 409")
+    assert not hubs.records(action="admin-api", actor="student2")
+
+
+# --- where the request hooks are installed ------------------------------------------
+async def test_configure_keeps_the_deployers_settings_and_is_idempotent():
+    c = Config()
+    c.JupyterHub.tornado_settings = {"compress_response": True, "slow_spawn_timeout": 3}
+    hub_events.configure(c)
+    hub_events.configure(c)
+    settings = c.JupyterHub.tornado_settings
+    assert settings["slow_spawn_timeout"] == 3
+    assert settings["transforms"][0] is hub_events.RequestContextTransform
+    assert GZipContentEncoding in settings["transforms"]  # as tornado would add
+    assert len(settings["transforms"]) == 2
+    assert settings["log_function"].aaltohub_audit
+
+
+async def test_the_deployment_and_the_demo_install_the_audit_log(tmp_path):
+    from aaltohub.demo.runner import Demo
+    from aaltohub.demo.settings import StatePaths, configure
+    from aaltohub.demo.state import prepare as prepare_demo
+
+    values = yaml.safe_load((REPO / "deploy/kubernetes/values.yaml").read_text())
+    c = Config()
+    exec(
+        values["hub"]["extraConfig"]["aaltohub-audit"], {"c": c}
+    )  # the chart execs it so
+    assert c.AuditLog.destination == "stdout"
+    assert (
+        hub_events.RequestContextTransform
+        in c.JupyterHub.tornado_settings["transforms"]
+    )
+
+    paths = StatePaths(tmp_path)
+    prepare_demo(paths, "pw")
+    c = Config()
+    configure(c, {"AALTOHUB_DEMO_STATE": str(tmp_path), "AALTOHUB_DEMO_PROXY": "x"})
+    assert c.AuditLog.destination == "file"
+    assert c.AuditLog.path == str(tmp_path / "logs" / "audit.log")
+    assert "log_function" in c.JupyterHub.tornado_settings
+    demo = Demo(8000, tmp_path, password="pw")
+    demo.info = {"users": {}, "courses": SimpleNamespace(courses={})}
+    assert f"audit:    {tmp_path / 'logs' / 'audit.log'}" in demo.banner(1.0)
