@@ -3,7 +3,8 @@
 #   bash scripts/test.sh            # lint + the whole suite (unit, LDAP, e2e)
 #   bash scripts/test.sh -k ldap    # extra arguments go to pytest
 # System packages (slapd for the LDAP tests, chromium for the browser tests,
-# bubblewrap for the servers' sandbox, postgresql for the hub on Postgres)
+# bubblewrap for the servers' sandbox, postgresql for the hub on Postgres,
+# prometheus for promtool: the alert rules' checks)
 # are installed with apt when running as root; otherwise the script names
 # the command to run.
 # tox envs: lint; py (the suite on the newest releases); hub-image (the suite
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(slapd ldap-utils chromium git bubblewrap libnss-wrapper postgresql)
+APT_PACKAGES=(slapd ldap-utils chromium git bubblewrap libnss-wrapper postgresql prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -25,6 +25,7 @@ class ProbeResult:
     ok: bool
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
     error: str = ""
+    finished: float = 0.0  # time.time() when the run ended
 
     @property
     def total(self) -> float:
@@ -42,6 +43,15 @@ class ProbeResult:
         lines += [
             f'aaltohub_probe_step_seconds{{user="{user}",step="{s}"}} {t:.3f}'
             for s, t in self.steps.items()
+        ]
+        # A scraper tells an old result from a fresh one (a probe that
+        # stopped running would otherwise look like its last success).
+        lines += [
+            "# HELP aaltohub_probe_last_run_timestamp_seconds When the last"
+            " spawn probe ended (Unix time).",
+            "# TYPE aaltohub_probe_last_run_timestamp_seconds gauge",
+            f'aaltohub_probe_last_run_timestamp_seconds{{user="{user}"}}'
+            f" {self.finished:.0f}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -126,6 +136,7 @@ class SpawnProbe:
         except ProbeFailed as e:
             result.error = str(e)
             self._cleanup()
+        result.finished = time.time()
         return result
 
     def _reach(self) -> None:
