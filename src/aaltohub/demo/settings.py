@@ -8,6 +8,7 @@ below is derived from it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -64,6 +65,21 @@ class StatePaths:
     @property
     def hub_log(self) -> Path:
         return self.logs / "jupyterhub.log"
+
+    @property
+    def audit_log(self) -> Path:
+        """The audit log (``aaltohub audit --file`` it)."""
+        return self.logs / "audit.log"
+
+    @property
+    def announcements(self) -> Path:
+        """``aaltohub announce --file`` this to show a notice in the demo."""
+        return self.root / "announcements.json"
+
+    @property
+    def quota_report(self) -> Path:
+        """A repquota report standing in for the storage's (state.py)."""
+        return self.root / "quota" / "repquota.txt"
 
 
 def find_proxy() -> str | None:
@@ -148,4 +164,44 @@ def configure(c, environ=os.environ) -> StatePaths:
         c.LocalCourseSpawner.environment = {ENV_PREFIX + "RUN": run}
     c.CourseCatalog.path = str(paths.catalog)
     c.CourseCatalog.reload_interval = 2.0  # edit courses/ and see it at once
+    _notices(c, paths)
+    _audit(c, paths)
     return paths
+
+
+def _audit(c, paths: StatePaths) -> None:
+    """The audit log as a file in the state directory, with the request
+    hooks (request ids, logouts, admin API actions, culls)."""
+    from ..web import hub_events
+
+    c.AuditLog.destination = "file"
+    c.AuditLog.path = str(paths.audit_log)
+    hub_events.configure(c)
+
+
+def _notices(c, paths: StatePaths) -> None:
+    """Announcements and quota warnings on the hub's pages, in JupyterLab
+    (aaltohub.web.lab as the server's news) and in terminals, as with the
+    notebook image (docs/demo.md). student2 is near their quota."""
+    from .. import web
+    from ..hooks import DEFAULT_HOOKS
+    from ..hooks.quota import QuotaHook
+    from ..web import announcements, quota
+
+    # aaltohub.web.lab imports jupyter_server: named, not imported, here.
+    # What the notebook image installs, from the package (web/singleuser/):
+    # fetchNews on by default, and terminals that print the quota warning.
+    singleuser = Path(web.__file__).parent / "singleuser"
+    c.Announcements.path = str(paths.announcements)
+    c.QuotaPolicy.source_class = "aaltohub.storage.ReportFileQuota"
+    c.ReportFileQuota.user_report = str(paths.quota_report)
+    c.ReportFileQuota.max_age = 0.0  # the demo's report is written once
+    c.LocalCourseSpawner.hooks = [*DEFAULT_HOOKS, QuotaHook]
+    shell = ["/bin/bash", "--rcfile", str(singleuser / "bashrc"), "-i"]
+    c.LocalCourseSpawner.args = [
+        "--ServerApp.jpserver_extensions=aaltohub.web.lab=True",
+        f"--LabApp.app_settings_dir={singleuser / 'lab-settings'}",
+        f"--ServerApp.terminado_settings=shell_command={json.dumps(shell)}",
+    ]
+    quota.configure(c)
+    announcements.configure(c)

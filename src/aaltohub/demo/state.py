@@ -76,7 +76,37 @@ def prepare(paths: StatePaths, password: str) -> dict:
     catalog = CourseCatalog(path=str(paths.catalog)).load()
     problems = catalog.problems()
     problems += lay_out_storage(str(paths.storage), catalog, users)
+    write_quota_report(paths, users)
     return {"users": users, "courses": catalog, "problems": problems}
+
+
+#: The demo user whose home is near its quota (the warnings in docs/demo.md).
+NEAR_QUOTA_USER = "student2"
+QUOTA_KIB = 1024 * 1024  # 1 GiB for everyone
+
+
+def write_quota_report(paths: StatePaths, users: dict) -> None:
+    """A repquota report as the storage would write it: NEAR_QUOTA_USER at
+    95 %, everyone else nearly empty. Numbers only; no file is that big."""
+    rows = []
+    for name in sorted(users):
+        used = QUOTA_KIB * 95 // 100 if name == NEAR_QUOTA_USER else 2048
+        rows.append(
+            f"{name:<10} --{used:>8}{QUOTA_KIB:>8}{QUOTA_KIB:>8}{10:>15}{0:>6}{0:>6}"
+        )
+    text = (
+        "*** Report for user quotas on device /dev/demo\n"
+        "Block grace time: 7days; Inode grace time: 7days\n"
+        "                        Block limits                File limits\n"
+        "User            used    soft    hard  grace    used  soft  hard  grace\n"
+        "----------------------------------------------------------------------\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    paths.quota_report.parent.mkdir(mode=0o755, exist_ok=True)
+    tmp = paths.quota_report.with_name(paths.quota_report.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, paths.quota_report)  # the hub never reads half a file
 
 
 def lay_out_storage(storage: str, catalog: CourseCatalog, users: dict) -> list[str]:

@@ -21,6 +21,9 @@ class QuotaHook(SpawnHook):
     * a notice file ``quota-warning.txt`` in the server's files directory;
     * a line in the plan's notices, for the spawn page.
 
+    The notebook image shows the first two in every terminal
+    (/etc/profile.d) and in JupyterLab (``aaltohub.web.lab``).
+
     The source, threshold and help text are ``c.QuotaPolicy``'s, shared
     with the hub's pages. Instructors also hear about the course
     directory's quota. A failing or slow quota source is logged and
