@@ -8,3 +8,10 @@ the ``AALTOHUB_DEMO_*`` environment variables that ``aaltohub demo`` sets
 from aaltohub.demo.settings import configure
 
 configure(c)  # noqa: F821 (c is provided by JupyterHub)
+
+# The instructor's course page, /hub/courses/<slug>, and "Your courses" on the
+# home page; after configure(c), so its home.html (which keeps the quota
+# banner) comes first.
+from aaltohub.web import course_page  # noqa: E402
+
+course_page.configure(c)  # noqa: F821
