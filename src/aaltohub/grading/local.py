@@ -1,0 +1,208 @@
+"""The local backend: one notebook executed in the project's bubblewrap
+sandbox (:mod:`aaltohub.local.sandbox`), for the demo and small installs.
+
+The sandbox has no network (its own, empty net namespace), its own pid
+namespace, an unused uid of its own (so RLIMIT_NPROC counts only its
+processes), and sees the system's programs read-only plus one read-only
+directory: this submission's files and the notebook to execute. The only
+writable places are size-limited tmpfs (its working directory and /tmp),
+gone with it. Limits are rlimits set by ``prlimit`` inside the sandbox:
+address space per process, processes, CPU seconds, file size. The
+executed notebook comes back on a pipe, read up to a size limit.
+
+Needs root (bubblewrap mounts, setpriv); blocking: the runner calls it
+from a worker process, never from an event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+from ..identity import Identity
+from ..local import sandbox
+from ..plan import Mount, SpawnPlan
+from .limits import GradingLimits
+from .outcome import EXECUTED, FAILED, TIMED_OUT, RunResult, clean
+
+INPUT = "/grading/in"
+WORK = "/grading/work"
+#: The executed notebook may be at most this large (outputs included).
+MAX_NOTEBOOK = 64 * 2**20
+#: A submission's files copied into the sandbox, at most.
+MAX_FILES = 512 * 2**20
+#: tmpfs size of the working directory and of /tmp, each.
+SCRATCH_SIZE = 256 * 2**20
+#: Unused uids the runs take theirs from (random, one per run).
+UID_BASE, UID_SPAN = 2_000_000_000, 10_000_000
+ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": WORK,
+    "LANG": "C.UTF-8",
+    "NBGRADER_EXECUTION": "autograde",
+    "JUPYTER_RUNTIME_DIR": "/tmp/runtime",  # noqa: S108 (the sandbox's own tmpfs)
+    "IPYTHONDIR": "/tmp/ipython",  # noqa: S108
+    "MPLCONFIGDIR": "/tmp/matplotlib",  # noqa: S108
+    "JUPYTER_PLATFORM_DIRS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+
+class FilesTooLarge(ValueError):
+    pass
+
+
+def copy_files(source: str, target: str, limit: int = MAX_FILES) -> None:
+    """Regular files and directories of ``source`` (never a symlink's
+    target) into ``target``, readable by the sandbox's uid."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel = os.path.relpath(dirpath, source)
+        os.makedirs(os.path.join(target, rel), 0o755, exist_ok=True)
+        dirnames[:] = [
+            d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))
+        ]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            total += os.path.getsize(path)
+            if total > limit:
+                raise FilesTooLarge(f"the submission's files exceed {limit >> 20} MiB")
+            dest = os.path.join(target, rel, name)
+            shutil.copyfile(path, dest)
+            os.chmod(dest, 0o644)
+
+
+def spec_for(
+    input_dir: str, limits: GradingLimits, uid: int, private: list[str]
+) -> dict:
+    """The sandbox of one run: sandbox.build_spec with one read-only mount
+    and no network, plus size-limited tmpfs for its working dir and /tmp."""
+    plan = SpawnPlan(mounts=[Mount(target=INPUT, sub_path="", read_only=True)])
+    plan.uid = plan.gid = uid
+    who = Identity(username="grader", uid=uid, gid=uid, name="aaltohub grading")
+    spec = sandbox.build_spec(
+        plan=plan,
+        identity=who,
+        sources={INPUT: input_dir},
+        files_dir="",
+        files_root="",
+        readonly_binds=["/usr", "/opt"],
+        private=private,
+        cwd=WORK,
+        share_net=False,
+    )
+    for path in (WORK, "/tmp"):  # noqa: S108 (the sandbox's own)
+        spec["steps"].append(
+            {"kind": "tmpfs", "path": path, "mode": 0o1777, "size": SCRATCH_SIZE}
+        )
+    return spec
+
+
+def limited(limits: GradingLimits, cmd: list[str]) -> list[str]:
+    """``cmd`` under ``prlimit``: run inside the sandbox as the run's uid,
+    so the limits bind the worker, its kernel and all their children."""
+    prlimit = shutil.which("prlimit") or "/usr/bin/prlimit"
+    cpu_seconds = max(1, int(limits.cpu * limits.timeout))
+    return [
+        prlimit,
+        f"--as={limits.memory}",
+        f"--nproc={limits.pids}",
+        f"--cpu={cpu_seconds}",
+        f"--fsize={SCRATCH_SIZE}",
+        "--core=0",
+        "--nofile=1024",
+        "--",
+        *cmd,
+    ]
+
+
+def _drain(stream, limit: int, out: list) -> None:
+    """Read ``stream`` to EOF keeping at most ``limit`` bytes (a flood of
+    output must not fill the grader's memory); out = [bytes, overflowed]."""
+    kept, over = bytearray(), False
+    while chunk := stream.read(65536):
+        if len(kept) + len(chunk) > limit:
+            over = True
+        else:
+            kept += chunk
+    out[:] = [bytes(kept), over]
+
+
+def _run(cmd: list[str], timeout: float) -> tuple[int | None, bytes, bool, bytes]:
+    """(exit status or None on timeout, stdout, stdout overflowed, stderr)."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        start_new_session=True,
+    )
+    out: list = [b"", False]
+    err: list = [b"", False]
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, MAX_NOTEBOOK, out)),
+        threading.Thread(target=_drain, args=(proc.stderr, 65536, err)),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        status: int | None = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        status = None
+        proc.kill()  # bwrap: --die-with-parent takes the whole pid namespace
+        proc.wait()
+    for reader in readers:
+        reader.join(timeout=10)
+    return status, out[0], out[1], err[0]
+
+
+def execute(
+    notebook: str, files_dir: str, limits: GradingLimits, private=()
+) -> RunResult:
+    """Execute ``notebook`` (JSON text) with ``files_dir``'s files around it."""
+    uid = UID_BASE + secrets.randbelow(UID_SPAN)
+    with tempfile.TemporaryDirectory(prefix="aaltohub-grade-") as parent:
+        input_dir = os.path.join(parent, "in")
+        try:
+            copy_files(files_dir, os.path.join(input_dir, "files"))
+        except FilesTooLarge as e:
+            return RunResult(FAILED, reason=str(e))
+        os.chmod(input_dir, 0o755)  # noqa: S103 (its parent is 0700: only the sandbox)
+        with open(
+            os.path.join(input_dir, "notebook.ipynb"), "w", encoding="utf-8"
+        ) as f:
+            f.write(notebook)
+        os.chmod(os.path.join(input_dir, "notebook.ipynb"), 0o644)
+        spec = spec_for(input_dir, limits, uid, [parent, files_dir, *private])
+        sandbox.save(spec, parent)  # its passwd and group, outside the input
+        worker = [sys.executable, "-m", "aaltohub.grading.worker"]
+        worker += [
+            f"{INPUT}/notebook.ipynb",
+            "-",
+            str(limits.cell_timeout),
+            f"{INPUT}/files",
+        ]
+        cmd = sandbox.command(spec, limited(limits, worker))
+        status, stdout, overflowed, stderr = _run(cmd, limits.timeout)
+    return judge(status, stdout, overflowed, stderr, limits)
+
+
+def judge(status, stdout: bytes, overflowed: bool, stderr: bytes, limits) -> RunResult:
+    """The run's result from how the sandbox ended."""
+    if status is None:
+        return RunResult(TIMED_OUT, reason=f"still running after {limits.timeout} s")
+    if overflowed:
+        return RunResult(FAILED, reason=f"output larger than {MAX_NOTEBOOK >> 20} MiB")
+    if status != 0:
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        why = clean(lines[-1]) if lines else f"exit status {status}"
+        return RunResult(FAILED, reason=why)
+    return RunResult(EXECUTED, notebook=stdout.decode(errors="replace"))
