@@ -27,6 +27,14 @@ def register(sub) -> None:
         help="a kubespawner_override key the hub allows beyond the built-in"
         " list (c.CourseCatalog.extra_override_keys); repeat for each key",
     )
+    p.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a backend name course files may give (the keys of"
+        " c.CourseWrapSpawner.backends); repeat for each name",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,7 +44,9 @@ def run(args) -> int:
         return 2
     try:
         catalog = CourseCatalog(
-            path=args.path, extra_override_keys=set(args.extra_override_key)
+            path=args.path,
+            extra_override_keys=set(args.extra_override_key),
+            backends=set(args.backend),
         )
     except TraitError as e:
         print(f"error: {e}")
