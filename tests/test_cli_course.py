@@ -192,12 +192,21 @@ def test_list_with_roles_and_status(env, capsys):
     code, out, err = run(capsys, "course", "list", *args)
     assert code == 0
     table = [line.split() for line in out.splitlines()]
-    assert table[0] == ["SLUG", "STATUS", "STUDENTS", "INSTRUCTORS", "GID", "STORAGE"]
+    assert table[0] == [
+        "SLUG",
+        "STATUS",
+        "STUDENTS",
+        "INSTRUCTORS",
+        "GID",
+        "STORAGE",
+        "END-TERM",
+        "TERM",
+    ]
     rows = {r[0]: r for r in table[1:]}
     assert rows["intro"][:4] == ["intro", "public", "3", "1"]
-    assert rows["intro"][5] == "missing"
+    assert rows["intro"][5:] == ["missing", "-", "open"]
     assert rows["ml"][5] == "ok"
-    assert rows["public"][5:] == ["none", "needed"]
+    assert rows["public"][5:] == ["none-needed", "-", "open"]
     assert rows["broken"][1] == "invalid"
     assert "invalid: course file broken.yaml" in err
 
@@ -233,6 +242,28 @@ def test_archive_edits_yaml_and_makes_files_read_only(env, capsys):
     # archiving again changes nothing
     code, out, _ = run(capsys, "course", "archive", "intro", *args)
     assert (code, out) == (0, "")
+
+
+def test_state_changing_commands_write_audit_records(env, capsys, tmp_path):
+    _, store, args = env
+    log = tmp_path / "audit.log"
+    audit = ["--audit-log", str(log)]
+    assert run(capsys, "course", "create", "intro", "--dry-run", *audit, *args)[0] == 0
+    assert run(capsys, "course", "create", "intro", *audit, *args)[0] == 0
+    os.chmod(store / "course/intro/files", 0o2777)
+    assert run(capsys, "course", "fix", "intro", *audit, *args)[0] == 0
+    assert run(capsys, "course", "archive", "intro", *audit, *args)[0] == 0
+    assert run(capsys, "course", "check", "intro", *args)[0] == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    seen = [(r["action"], r["course"], r["outcome"]) for r in records if r["course"]]
+    assert seen[0] == ("course.create", "intro", "dry-run")
+    assert ("course.create", "intro", "ok") in seen
+    assert ("course.fix", "intro", "ok") in seen
+    assert ("course.archive.flag", "intro", "ok") in seen
+    changes = [r["target"] for r in records if r["action"] == "course.fix.change"]
+    assert changes == ["chmod 2777 -> 2770 course/intro/files"]
+    assert sum(r["action"] == "course.archive.storage" for r in records) > 3
+    assert all(r["actor"] for r in records)
 
 
 def test_archive_appends_the_key_when_absent(env, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from traitlets import Unicode
 
 from ..plan import SpawnContext, SpawnPlan
+from ..term import Phase, phase
 from .base import SpawnHook
 
 
@@ -27,6 +28,8 @@ class CourseMountsHook(SpawnHook):
 
     "Enrolled" is :func:`aaltohub.access.enrolment`: the roster,
     ``student_groups``, instructors and instructor groups.
+    After the course's term ends (:func:`aaltohub.term.phase`), the
+    instructors who may still start it get every course mount read-only.
     """
 
     instructor_umask = Unicode(
@@ -47,18 +50,21 @@ class CourseMountsHook(SpawnHook):
         if course is None:
             return
         plan.env["NB_COURSE"] = course.slug
+        # After the term (aaltohub.term.phase) instructors may still start
+        # the course, but everything of it is mounted read-only.
+        ended = phase(course) is not Phase.OPEN
         if ctx.as_instructor:
             plan.add_mount(
                 paths.files_target,
                 paths.course_files(course),
-                False,
+                ended,
                 purpose="course-files",
             )
             plan.env["NB_UMASK"] = self.instructor_umask
         elif course.student_umask:
             plan.env["NB_UMASK"] = course.student_umask
         if course.datadir:
-            writable = ctx.as_instructor or course.datadir_readwrite
+            writable = (ctx.as_instructor or course.datadir_readwrite) and not ended
             plan.add_mount(
                 paths.data_target,
                 paths.course_data(course),
@@ -67,7 +73,7 @@ class CourseMountsHook(SpawnHook):
             )
             plan.env["COURSEDATA"] = paths.data_target.rstrip("/") + "/"
         if course.has_instructor_mode:
-            read_only = course.restrict_submit and not ctx.enrolled
+            read_only = ended or (course.restrict_submit and not ctx.enrolled)
             plan.add_mount(
                 paths.exchange_target,
                 paths.exchange(course),
