@@ -33,6 +33,8 @@ CLASSES = [
     "aaltohub.hooks.instructor_courses:InstructorCoursesHook",
     "aaltohub.hooks.aalto_hook_files:AaltoHookFilesHook",
     "aaltohub.local:LocalCourseSpawner",
+    "aaltohub.wrap:CourseWrapSpawner",
+    "aaltohub.slurm:SlurmCourseSpawner",
     "aaltohub.storage:StorageLayout",
     "aaltohub.storage:LocalHomeProvisioner",
     "aaltohub.storage:RemoteCommandHomeProvisioner",
@@ -40,11 +42,22 @@ CLASSES = [
     "aaltohub.storage:StatvfsQuota",
     "aaltohub.storage.quota_policy:QuotaPolicy",
     "aaltohub.web.quota:QuotaWarnings",
+    "aaltohub.announcements:Announcements",
+    "aaltohub.retention:Retention",
+    "aaltohub.web.announcements:AnnouncementBoard",
+    "aaltohub.kube.capacity_monitor:CapacityMonitor",
+    "aaltohub.web.course_page:CoursePage",
 ]
 
 # Only the options a class adds; inherited JupyterHub/KubeSpawner options are
 # documented upstream.
-INHERITED_FROM = ("jupyterhub.", "kubespawner.", "traitlets.")
+INHERITED_FROM = (
+    "jupyterhub.",
+    "kubespawner.",
+    "traitlets.",
+    "wrapspawner.",
+    "batchspawner.",
+)
 
 
 def load(spec: str):

@@ -10,10 +10,10 @@ import copy
 
 import kubespawner
 import pytest
-from kube_helpers import make_spawner, use_dummy_kubeconfig
 from traitlets.config import Config
 
 from aaltohub.kube import kubespawner_api
+from kube_helpers import make_spawner, use_dummy_kubeconfig
 
 
 def test_installed_kubespawner_is_the_tested_major_version():

@@ -177,7 +177,10 @@ def _form_template(template_text: str, paths: tuple[str, ...]):
         loader = ChoiceLoader(
             [FileSystemLoader(list(paths)), PackageLoader("kubespawner", "templates")]
         )
-        env = _FORM_ENVIRONMENTS[paths] = Environment(loader=loader)
+        # No autoescape, as KubeSpawner's own (the HTML must be the same):
+        # the text of course files is escaped when profiles are built
+        # (profiles.ProfileBuilder); the deployer's own profiles are trusted.
+        env = _FORM_ENVIRONMENTS[paths] = Environment(loader=loader)  # noqa: S701
         # KubeSpawner's policy: profiles keep the order the admin gave them
         env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     if template_text == "":
