@@ -22,7 +22,9 @@ from traitlets.config import Config
 from aaltohub.announcements import AnnouncementError, AnnouncementStore, iso
 from aaltohub.cli import main
 from aaltohub.web import announcements as web_announcements
+from aaltohub.web import pages as web_pages
 from aaltohub.web import quota as quota_web
+from aaltohub.web.pages import PAGES_DIR
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -145,6 +147,7 @@ def web_config(store_path, **extra) -> Config:
 def test_configure_keeps_existing_settings_and_both_banners(store_path):
     c = web_config(store_path)
     assert c.JupyterHub.template_paths == [
+        PAGES_DIR,
         quota_web.TEMPLATE_DIR,
         "/srv/custom",
         web_announcements.TEMPLATE_DIR,
@@ -229,16 +232,18 @@ async def test_spawn_page_offers_notices_of_the_courses_in_its_form(store_path):
 
 
 # --- the templates, both banners ----------------------------------------------
-def render(page, **ns):
+def render(page, paths=None, **ns):
+    """Render as JupyterHub does: its own templates under "templates/", and
+    ``paths`` (c.JupyterHub.template_paths) then its own by name."""
     from jupyterhub.app import JupyterHub
 
     base = JupyterHub()._template_paths_default()[0]
+    if paths is None:
+        paths = [PAGES_DIR, quota_web.TEMPLATE_DIR, web_announcements.TEMPLATE_DIR]
     loader = jinja2.ChoiceLoader(
         [
             jinja2.PrefixLoader({"templates": jinja2.FileSystemLoader([base])}, "/"),
-            jinja2.FileSystemLoader(
-                [quota_web.TEMPLATE_DIR, web_announcements.TEMPLATE_DIR, base]
-            ),
+            jinja2.FileSystemLoader([*paths, base]),
         ]
     )
     env = jinja2.Environment(loader=loader, autoescape=True)
@@ -353,3 +358,64 @@ async def test_the_demo_has_notices_and_a_student_near_quota(tmp_path):
     near = await source.usage(users[NEAR_QUOTA_USER])
     assert round(near.percent) == 95
     assert (await source.usage(users["student1"])).percent < 1
+
+
+# --- every web part together, configured in any order ---------------------------
+PARTS = {"quota": quota_web, "announcements": web_announcements}
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("quota", "course_page", "announcements"),
+        ("course_page", "quota", "announcements"),
+        ("announcements", "course_page", "quota"),
+        ("course_page",),
+        ("quota",),
+        ("announcements",),
+    ],
+    ids="+".join,
+)
+def test_the_web_parts_compose_in_any_order(order, store_path):
+    from aaltohub.web import course_page
+
+    c = Config()
+    c.JupyterHub.template_paths = ["/srv/custom"]
+    for name in order:
+        {**PARTS, "course_page": course_page}[name].configure(c)
+    html = render(
+        "home.html",
+        paths=c.JupyterHub.template_paths,
+        aaltohub_quota=QUOTA,
+        aaltohub_courses=[{"slug": "intro", "name": "Intro <1>"}],
+        aaltohub_announcements=None,
+    )
+    assert ("aaltohub-quota" in html) == ("quota" in order)
+    assert ("Your courses" in html) == ("course_page" in order)
+    if "course_page" in order:
+        assert "Intro &lt;1&gt;" in html
+    spawn = render(
+        "spawn.html",
+        paths=c.JupyterHub.template_paths,
+        aaltohub_quota=QUOTA,
+        aaltohub_announcements=None,
+        spawner_options_form="",
+    )
+    assert ("aaltohub-quota" in spawn) == ("quota" in order)
+    # announcements alone leave a site's own home.html and spawn.html first
+    shows_pages = web_pages.PAGES_DIR in c.JupyterHub.template_paths
+    assert shows_pages == (set(order) != {"announcements"})
+
+
+async def test_a_new_notice_is_on_the_next_page_without_an_extra_load(store_path):
+    # "shows at once": the board keeps checking the file in the background
+    # from the first page on, so the page after `aaltohub announce` has it.
+    board = web_announcements.board(web_config(store_path, refresh_interval=0.3))
+    assert board.for_page(None).hub == []  # the first page starts the checks
+    assert await board.refresh() == []  # the page's own check, done
+    AnnouncementStore(store_path).add("Maintenance at six")
+    for _ in range(100):  # no page is rendered meanwhile
+        if board._items:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.text for a in board.for_page(None).hub] == ["Maintenance at six"]

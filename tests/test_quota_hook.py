@@ -22,6 +22,7 @@ from aaltohub.storage.paths import StoragePaths
 from aaltohub.storage.quota import QuotaSource, ReportFileQuota
 from aaltohub.storage.quota_policy import QuotaPolicy
 from aaltohub.storage.user_dirs import LocalHomeProvisioner, ProvisionError
+from aaltohub.web.pages import PAGES_DIR
 
 DATA = Path(__file__).parent / "data" / "quota"
 ROOT = os.geteuid() == 0
@@ -244,7 +245,11 @@ async def test_configure_wires_templates_vars_and_login_hook(config):
     config.JupyterHub.template_paths = ["/srv/custom"]
     config.Authenticator.post_auth_hook = existing
     c, quota_web = web_config(config)
-    assert c.JupyterHub.template_paths == [quota_web.TEMPLATE_DIR, "/srv/custom"]
+    assert c.JupyterHub.template_paths == [
+        PAGES_DIR,
+        quota_web.TEMPLATE_DIR,
+        "/srv/custom",
+    ]
     assert c.JupyterHub.template_vars["announcement"] == "hello"
     warn = c.JupyterHub.template_vars["aaltohub_quota"]
 
@@ -285,7 +290,7 @@ def render(page, **ns):
     loader = jinja2.ChoiceLoader(
         [
             jinja2.PrefixLoader({"templates": jinja2.FileSystemLoader([base])}, "/"),
-            jinja2.FileSystemLoader([quota_web.TEMPLATE_DIR, base]),
+            jinja2.FileSystemLoader([PAGES_DIR, quota_web.TEMPLATE_DIR, base]),
         ]
     )
     env = jinja2.Environment(loader=loader, autoescape=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextvars
+import getpass
 import json
 import logging
 import logging.handlers
@@ -317,6 +318,15 @@ class AuditLog(LoggingConfigurable):
 def audit_log(config) -> AuditLog:
     """The one AuditLog of this hub config."""
     return shared_instance(AuditLog, config)
+
+
+def cli_actor() -> str:
+    """Who runs a CLI command, for its records: the sudo user if any (an
+    admin behind ``sudo``, not root), else the login name, else the uid."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def cli_audit_log(path: str | None = None) -> AuditLog:

@@ -13,14 +13,13 @@ JupyterLab without a restart. Each change is written to the audit log
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
 from dataclasses import asdict
 
 from ..announcements import PATH_ENV, AnnouncementError, AnnouncementStore
-from ..audit import cli_audit_log
+from ..audit import cli_actor, cli_audit_log
 from ..catalog import CourseCatalog
 
 #: JupyterLab's notifications show this many characters of a message.
@@ -129,7 +128,9 @@ def _add(store: AnnouncementStore, args) -> int:
         )
     if args.course:
         _check_course(args)
-    item = store.add(args.text, course=args.course, until=args.until, author=_author())
+    item = store.add(
+        args.text, course=args.course, until=args.until, author=cli_actor()
+    )
     _audit(args, "add", item)
     if len(item.text) > LAB_SHOWN:
         print(
@@ -162,18 +163,11 @@ def _check_course(args) -> None:
         )
 
 
-def _author() -> str:
-    try:
-        return os.environ.get("SUDO_USER") or getpass.getuser()
-    except Exception:  # no passwd entry (a container's arbitrary uid)
-        return ""
-
-
 def _audit(args, change: str, item) -> None:
     log = cli_audit_log(args.audit_log)
     log.record(
         "announce",
-        actor=item.author or _author(),
+        actor=item.author or cli_actor(),
         target=item.id,
         course=item.course,
         outcome="ok",

@@ -9,14 +9,13 @@ $AALTOHUB_AUDIT_LOG) and flushes them before it exits.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
 
 import yaml
 
-from ..audit import cli_audit_log
+from ..audit import cli_actor, cli_audit_log
 from ..catalog import CourseCatalog
 from ..catalog.edit import ArchiveError
 from ..course import Course
@@ -291,14 +290,6 @@ def audit_options() -> argparse.ArgumentParser:
     return p
 
 
-def actor() -> str:
-    """Who runs the command: the sudo user if any, else the login name."""
-    try:
-        return os.environ.get("SUDO_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
-
-
 class Audit:
     """The audit records of one command run; flushed when it ends."""
 
@@ -306,7 +297,7 @@ class Audit:
         self.log = cli_audit_log(getattr(args, "audit_log", None))
         self.command = command
         self.dry_run = bool(getattr(args, "dry_run", False))
-        self.actor = actor()
+        self.actor = cli_actor()
 
     def record(self, step: str, *, course="", target="", outcome="ok", reason=""):
         if self.dry_run:

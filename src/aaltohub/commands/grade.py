@@ -7,12 +7,11 @@ Parses arguments, reads the course's ``grading:`` limits from the catalog
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
 
-from ..audit import cli_audit_log
+from ..audit import cli_actor, cli_audit_log
 from ..grading.limits import DEFAULT, GradingLimits
 from ..grading.outcome import clean
 from ..grading.runner import GRADED, SKIPPED, grade
@@ -137,7 +136,7 @@ def run(args) -> int:
     def on_status(i, n, status):
         audit.record(
             "grade",
-            actor=getpass.getuser(),
+            actor=cli_actor(),
             target=status.student,
             course=args.course,
             outcome=status.status,

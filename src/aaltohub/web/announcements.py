@@ -5,9 +5,9 @@ shows the hub-wide notices; a logged-in user also sees the notices of the
 course of each of their running (or starting) servers; the spawn page also
 shows the notices of every course the user can choose in its form. This
 module's ``page.html`` extends JupyterHub's own and fills its
-``announcement`` block, so other template directories that extend
-``templates/home.html`` or ``templates/spawn.html`` (the quota banner) still
-go through it: both show.
+``announcement`` block, so aaltohub's home.html and spawn.html
+(:mod:`aaltohub.web.pages`), which extend ``templates/home.html`` and
+``templates/spawn.html``, still go through it: everything shows.
 
 JupyterLab: ``GET /hub/api/aaltohub/announcements?server=NAME`` returns the
 notices for the caller's own server: hub-wide ones and those of that
@@ -42,6 +42,7 @@ from traitlets.config import LoggingConfigurable
 from ..announcements import Announcement, AnnouncementError, announcements
 from ..course import parse_profile_slug
 from ..shared import shared_instance
+from .pages import add_template_dir, add_template_var
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates" / "announcements")
 #: Name of the template variable (a :class:`PageNotices`).
@@ -80,9 +81,11 @@ class AnnouncementBoard(LoggingConfigurable):
 
     refresh_interval = Float(
         2.0,
-        help="""Seconds between checks of the announcements file by page
-        loads. A check is a stat in a thread (a re-read only when the file
-        changed); the page shows what the previous check found.""",
+        help="""Seconds between checks of the announcements file. From the
+        first page the hub renders, a background task checks it this often
+        (a stat in a thread; a re-read only when the file changed), so a
+        notice set with ``aaltohub announce`` is on the next page loaded
+        after at most this long. Pages themselves never wait for the file.""",
     ).tag(config=True)
 
     def __init__(self, **kwargs):
@@ -90,6 +93,7 @@ class AnnouncementBoard(LoggingConfigurable):
         self._items: list[Announcement] = []
         self._checked = float("-inf")
         self._task: asyncio.Task | None = None
+        self._poller: asyncio.Task | None = None
 
     def _read(self) -> list[Announcement]:
         """Blocking: the file's notices (cached by mtime in the store)."""
@@ -109,9 +113,31 @@ class AnnouncementBoard(LoggingConfigurable):
 
     def current(self) -> list[Announcement]:
         """Unexpired notices from the cache; schedules a check if due."""
+        self._ensure_polling()
         if time.monotonic() - self._checked >= self.refresh_interval:
             self._schedule()
         return [a for a in self._items if not a.expired()]
+
+    def _ensure_polling(self) -> None:
+        """Keep checking the file in the background, so a new notice is in
+        the cache before the next page asks (not one page later)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        poller = self._poller
+        if poller is not None and not poller.done() and poller.get_loop() is loop:
+            return
+        self._poller = loop.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            # at least a quarter second apart, also with refresh_interval 0
+            await asyncio.sleep(max(self.refresh_interval, 0.25))
+            try:
+                await self.refresh()
+            except Exception:  # a bug here must not end the polling
+                self.log.exception("announcements: refresh failed")
 
     def _schedule(self) -> None:
         if self._task is not None and not self._task.done():
@@ -177,12 +203,9 @@ def configure(c) -> None:
     ``extra_handlers``; call it after setting those.
     """
     hub = c.JupyterHub
-    paths = list(hub.template_paths) if "template_paths" in hub else []
-    if TEMPLATE_DIR not in paths:
-        hub.template_paths = [*paths, TEMPLATE_DIR]
-    template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
-    template_vars[TEMPLATE_VAR] = lambda user: board(c).for_page(user)
-    hub.template_vars = template_vars
+    # after the deployer's templates: a site's own page.html wins
+    add_template_dir(c, TEMPLATE_DIR, before_deployers=False)
+    add_template_var(c, TEMPLATE_VAR, lambda user: board(c).for_page(user))
     handlers = list(hub.extra_handlers) if "extra_handlers" in hub else []
     if not any(h[0] == API_PATH for h in handlers):
         handlers.append((API_PATH, _api_handler(c)))

@@ -41,6 +41,7 @@ from ..servers import ServerRecord
 from ..shared import shared_instance
 from ..storage.quota import NoQuota, human_bytes
 from ..storage.quota_policy import QuotaPolicy
+from .pages import add_template_dir, add_template_var
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates" / "course_page")
 #: The page's template (a name of its own, so it cannot shadow a hub page).
@@ -331,9 +332,5 @@ def configure(c) -> None:
     if not any(h[1] is CoursePageHandler for h in handlers):
         handlers.append((URL_PATTERN, CoursePageHandler))
     hub.extra_handlers = handlers
-    paths = list(hub.template_paths) if "template_paths" in hub else []
-    if TEMPLATE_DIR not in paths:
-        hub.template_paths = [TEMPLATE_DIR, *paths]
-    template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
-    template_vars[TEMPLATE_VAR] = courses_for
-    hub.template_vars = template_vars
+    add_template_dir(c, TEMPLATE_DIR)
+    add_template_var(c, TEMPLATE_VAR, courses_for)

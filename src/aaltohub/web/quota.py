@@ -32,6 +32,7 @@ from ..identity.base import Identity
 from ..shared import shared_instance
 from ..storage.quota import QuotaSource, Usage, human_bytes, warning_message
 from ..storage.quota_policy import QuotaPolicy
+from .pages import add_template_dir, add_template_var
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates" / "quota")
 #: Name of the template variable; custom templates can include
@@ -186,13 +187,8 @@ def configure(c) -> _Lazy:
     setting those, or they will replace what this adds.
     """
     lazy = _Lazy(c)
-    hub = c.JupyterHub
-    paths = list(hub.template_paths) if "template_paths" in hub else []
-    if TEMPLATE_DIR not in paths:
-        hub.template_paths = [TEMPLATE_DIR, *paths]
-    template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
-    template_vars[TEMPLATE_VAR] = lazy.warning_for
-    hub.template_vars = template_vars
+    add_template_dir(c, TEMPLATE_DIR)
+    add_template_var(c, TEMPLATE_VAR, lazy.warning_for)
     auth = c.Authenticator
     previous = auth.post_auth_hook if "post_auth_hook" in auth else None
     auth.post_auth_hook = lazy.post_auth_hook(previous)
