@@ -5,8 +5,9 @@ directory, a quota report, and a pod manifest valid for Kubernetes.
 It is loaded twice over: standalone (traitlets' ``PyFileConfigLoader``, as
 ``jupyterhub -f``) and the way z2jh 4.x loads it. The chart's
 ``jupyterhub_config.py`` is not vendored; this module re-implements
-its loading steps (``z2jh_load``), and the chart-checking tests at the end run
-only where the chart itself is at hand (``Z2JH_CHART_DIR``)."""
+its loading steps (``z2jh_load``); the tests at the end check the values
+and those steps against the hub image's chart (its files are in
+tests/data/z2jh-chart-4.4.0; ``Z2JH_CHART_DIR`` points at another)."""
 
 from __future__ import annotations
 
@@ -416,10 +417,14 @@ def test_z2jh_config_files_load_in_the_charts_order():
 
 
 # --- against the chart itself (Z2JH_CHART_DIR) -----------------------------------
-CHART = os.environ.get("Z2JH_CHART_DIR", "")
+# The hub image's chart, in part (tests/data/z2jh-chart-4.4.0/README.md);
+# Z2JH_CHART_DIR points at another unpacked chart.
+CHART = os.environ.get("Z2JH_CHART_DIR") or str(
+    Path(__file__).parent / "data" / "z2jh-chart-4.4.0"
+)
 needs_chart = pytest.mark.skipif(
-    not (CHART and Path(CHART, "values.schema.yaml").is_file()),
-    reason="set Z2JH_CHART_DIR to the unpacked chart (helm pull jupyterhub/jupyterhub"
+    not Path(CHART, "values.schema.yaml").is_file(),
+    reason=f"no chart at {CHART} (helm pull jupyterhub/jupyterhub"
     " --repo https://hub.jupyter.org/helm-chart/ --version <hub image's> --untar)",
 )
 

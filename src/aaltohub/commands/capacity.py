@@ -36,11 +36,13 @@ def register(sub) -> None:
         " --node-selector '' counts every node",
     )
     p.add_argument(
+        "--catalog",
         "--courses",
+        dest="courses",
         metavar="DIR",
-        default=os.environ.get("COURSE_DIR", ""),
-        help="the course directory, for each course's guarantees"
-        " (default: $COURSE_DIR)",
+        default=os.environ.get("AALTOHUB_CATALOG", ""),
+        help="the course catalog directory, for each course's guarantees"
+        " (default: $AALTOHUB_CATALOG, as the other commands)",
     )
     p.add_argument(
         "--cpu-guarantee",

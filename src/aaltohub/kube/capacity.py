@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from ..course_values import MEM_RE, memory_bytes
+
 #: Pods in these phases hold no resources on their node any more.
 DONE_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -71,23 +73,19 @@ def parse_quantity(text) -> float:
     return -value if match["sign"] == "-" else value
 
 
-_SPAWNER_BYTES = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT])?(i)?$")
-
-
 def spawner_bytes(value) -> float:
     """A memory size as JupyterHub's ``ByteSpecification`` (and so
-    KubeSpawner's ``mem_guarantee``) reads it: ``K``/``M``/``G``/``T`` are
-    powers of 1024, unlike the API's. ``Ki``… are accepted likewise (course
-    files may use them). None is 0."""
+    KubeSpawner's ``mem_guarantee``) reads it, by the one rule course files
+    are checked with (:func:`aaltohub.course_values.memory_bytes`): ``K``,
+    ``M``, ``G``, ``T`` are powers of 1024, unlike the API's. None is 0."""
     if value is None:
         return 0.0
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    match = _SPAWNER_BYTES.match(str(value).strip())
-    if not match:
+    text = str(value).strip()
+    if not MEM_RE.fullmatch(text):
         raise ValueError(f"not a memory size: {value!r}")
-    power = "KMGT".index(match[2]) + 1 if match[2] else 0
-    return float(match[1]) * 1024**power
+    return float(memory_bytes(text))
 
 
 #: KubeSpawner's resource traits, as ``course.Resources`` names them.
