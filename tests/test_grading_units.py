@@ -5,6 +5,7 @@ No sandbox, no nbgrader run (see test_grading.py for those)."""
 from __future__ import annotations
 
 import copy
+import os
 
 import nbformat
 import pytest
@@ -171,9 +172,11 @@ def test_force_regrades_what_is_graded(tmp_path, monkeypatch):
     for student in ("a", "b"):
         (tmp_path / "submitted" / student / "ps1").mkdir(parents=True)
     (tmp_path / "autograded" / "a" / "ps1").mkdir(parents=True)  # a is graded
+    if os.geteuid() == 0:  # a course directory of group root is refused
+        os.chown(tmp_path, 4321, 4321)
     ran = []
 
-    def fake(course_dir, assignment, student, limits, backend):
+    def fake(course_dir, assignment, student, limits, backend, grader_uid=None):
         ran.append(student)
         return runner.Status(student, runner.GRADED)
 
@@ -185,3 +188,39 @@ def test_force_regrades_what_is_graded(tmp_path, monkeypatch):
     assert [s.status for s in got] == [runner.GRADED, runner.GRADED]
     with pytest.raises(ValueError, match="not an nbgrader assignment"):
         runner.grade(str(tmp_path), "../ps1", limits=DEFAULT)
+
+
+def test_what_the_grader_wrote_is_read_only_as_a_regular_file(tmp_path):
+    from aaltohub.grading.runner import read_regular
+
+    (tmp_path / "report").write_bytes(b"x" * 10)
+    os.mkfifo(tmp_path / "fifo")  # would block an ordinary open
+    (tmp_path / "link").symlink_to(tmp_path / "report")
+    assert read_regular(str(tmp_path / "report"), 4) == b"xxxx"
+    assert read_regular(str(tmp_path / "fifo"), 4) is None
+    assert read_regular(str(tmp_path / "link"), 4) is None
+    assert kube._read_output(str(tmp_path / "fifo")) is None
+    assert kube._read_output(str(tmp_path / "link")) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="who grades is chosen only as root")
+def test_the_grader_is_never_root(tmp_path, monkeypatch):
+    from aaltohub.grading import trusted
+
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+
+    course = tmp_path / "course"
+    course.mkdir()
+    with pytest.raises(ValueError, match="chgrp it to the course's group"):
+        trusted.grader_ids(str(course), "local")
+    os.chown(course, 0, 4321)
+    assert trusted.grader_ids(str(course), "local") == (trusted.NOBODY, 4321)
+    os.chown(course, 1234, 4321)
+    assert trusted.grader_ids(str(course), "local") == (1234, 4321)
+    assert trusted.grader_ids(str(course), "local", 77) == (77, 4321)
+    with pytest.raises(ValueError, match="must not be 0"):
+        trusted.grader_ids(str(course), "local", 0)
+    env = trusted.environment("/h", "local")
+    assert env["HOME"] == "/h" and not {"JUPYTERHUB_API_TOKEN", "PYTHONPATH"} & set(env)
+    assert local.probe() == local.ROOT  # a sandbox started by root: refused

@@ -16,11 +16,13 @@ from ..grading.limits import DEFAULT, GradingLimits
 from ..grading.outcome import clean
 from ..grading.runner import GRADED, SKIPPED, grade
 from ..storage.progress import Progress
+from .course_common import audit_options
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "grade",
+        parents=[audit_options()],
         help="autograde collected nbgrader submissions, each in isolation",
         description="Run nbgrader autograde for each collected submission of"
         " ASSIGNMENT, the notebook's execution isolated (no network, limits,"
@@ -54,8 +56,17 @@ def register(sub) -> None:
         "--backend",
         choices=("local", "kube"),
         default="local",
-        help="where submissions run: local (bubblewrap sandbox, needs root) or"
-        " kube (one Kubernetes Job each; needs --kube-settings)",
+        help="where submissions run: local (bubblewrap sandbox; run as root, it"
+        " grades as --grader-uid) or kube (one Kubernetes Job each; needs"
+        " --kube-settings)",
+    )
+    p.add_argument(
+        "--grader-uid",
+        type=int,
+        metavar="UID",
+        help="local backend run as root: the uid nbgrader runs as, never 0"
+        " (default: the course directory's owner, or nobody if that is root);"
+        " its only group is the course directory's",
     )
     p.add_argument(
         "--kube-settings",
@@ -110,12 +121,21 @@ def _backend(args) -> tuple[str, str]:
         if not args.kube_settings or not os.path.isfile(args.kube_settings):
             return "", "--backend kube needs --kube-settings FILE"
         return f"kube:{os.path.abspath(args.kube_settings)}", ""
+    from ..grading import trusted
+
+    try:
+        ids = trusted.grader_ids(args.course_dir, "local", args.grader_uid)
+    except (OSError, ValueError) as e:
+        return "", str(e)
+    if os.geteuid() != 0:
+        return "", "the local backend runs as root (it grades as --grader-uid)"
     from ..local.sandbox import sandbox_problem
 
-    if problem := sandbox_problem():
+    if problem := sandbox_problem() or trusted.problem(args.course_dir, ids):
         return "", (
-            f"the local backend cannot sandbox here: {problem}; run it as root"
-            " with bubblewrap installed, or use --backend kube"
+            f"the local backend cannot sandbox here: {problem}; install"
+            " bubblewrap and allow unprivileged user namespaces, or use"
+            " --backend kube"
         )
     return "local", ""
 
@@ -131,7 +151,7 @@ def run(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     progress = Progress()
-    audit = cli_audit_log()
+    audit = cli_audit_log(args.audit_log)
 
     def on_status(i, n, status):
         audit.record(
@@ -156,11 +176,15 @@ def run(args) -> int:
             backend=backend,
             force=args.force,
             jobs=args.jobs,
+            grader_uid=args.grader_uid,
             on_status=on_status,
         )
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        audit.flush()
+        audit.close()
     progress.done()
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))

@@ -3,7 +3,8 @@
 ``python -m aaltohub.grading.autograde ASSIGNMENT --student S [nbgrader
 options] [--IsolatedExecute.memory=N ...]`` is nbgrader's own
 ``AutogradeApp`` (its config files, course directory, gradebook, output),
-run on the trusted side as the instructor, with one change: the
+run by the runner as the grader (never root: :mod:`.trusted`), with one
+change: the
 ``Execute`` preprocessor of ``Autograde.autograde_preprocessors`` is
 replaced by :class:`~.isolated.IsolatedExecute`. If a course's nbgrader
 config has no ``Execute`` there, it refuses: the notebook would either not

@@ -60,29 +60,55 @@ class IsolatedExecute(NbGraderPreprocessor):
 
     backend = Unicode(
         "local",
-        help="Where submissions run: 'local' (bubblewrap sandbox, needs root)"
-        " or 'kube' (one Kubernetes Job per submission).",
+        help="Where submissions run: 'local' (a bubblewrap sandbox the grader"
+        " starts unprivileged, in a user namespace) or 'kube' (one Kubernetes"
+        " Job per submission). The runner sets it from `aaltohub grade"
+        " --backend`, overriding nbgrader_config.py.",
     ).tag(config=True)
-    cpu = Float(GradingLimits.cpu, help="CPU cores of one run.").tag(config=True)
-    memory = Int(GradingLimits.memory, help="Memory of one run, bytes.").tag(
-        config=True
-    )
-    pids = Int(GradingLimits.pids, help="Processes and threads of one run.").tag(
-        config=True
-    )
-    timeout = Int(GradingLimits.timeout, help="Wall-clock seconds of one run.").tag(
-        config=True
-    )
-    cell_timeout = Int(GradingLimits.cell_timeout, help="Seconds per cell.").tag(
-        config=True
-    )
+    cpu = Float(
+        GradingLimits.cpu,
+        help="CPU cores of one run (a Job's CPU limit; locally, CPU seconds ="
+        " cpu * timeout), 0.1 to 4. The runner sets it from the course file's"
+        " `grading:` section, overriding nbgrader_config.py.",
+    ).tag(config=True)
+    memory = Int(
+        GradingLimits.memory,
+        help="Memory of one run in bytes (a Job's memory limit; locally each"
+        " process's address space), 64 MiB to 8 GiB. The runner sets it from"
+        " the course file's `grading:` section, overriding nbgrader_config.py.",
+    ).tag(config=True)
+    pids = Int(
+        GradingLimits.pids,
+        help="Processes and threads of one run (a Job's pids limit; locally"
+        " RLIMIT_NPROC, shared by the runs graded at the same time), 16 to"
+        " 1024. The runner sets it from the course file's `grading:` section,"
+        " overriding nbgrader_config.py.",
+    ).tag(config=True)
+    timeout = Int(
+        GradingLimits.timeout,
+        help="Wall-clock seconds one notebook's run may take, then it is"
+        " killed and the submission timed out; 5 to 3600. The runner sets it"
+        " from the course file's `grading:` section, overriding"
+        " nbgrader_config.py.",
+    ).tag(config=True)
+    cell_timeout = Int(
+        GradingLimits.cell_timeout,
+        help="Seconds one cell may run (nbgrader's Execute.timeout inside the"
+        " run), 1 to 3600. The runner sets it from the course file's"
+        " `grading:` section, overriding nbgrader_config.py.",
+    ).tag(config=True)
     kube_settings = Unicode(
         "",
-        help="For the 'kube' backend: a JSON file of KubeSettings (namespace,"
-        " image, volume, storage_dir, volume_path), the deployer's.",
+        help="For the 'kube' backend: path of a JSON file of KubeSettings"
+        " (namespace, image, volume, storage_dir, volume_path), the"
+        " deployer's. The runner sets it from `aaltohub grade --kube-settings`,"
+        " overriding nbgrader_config.py.",
     ).tag(config=True)
     report_path = Unicode(
-        "", help="Where to write the run's status and reason (JSON lines)."
+        "",
+        help="File the runs' status, reason and notes are appended to (JSON"
+        " lines), for the runner; empty: none. The runner sets it to a file"
+        " in the grader's private home, overriding nbgrader_config.py.",
     ).tag(config=True)
 
     def limits(self) -> GradingLimits:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from .limits import GradingLimits
+from .limits import SCRATCH_BYTES, GradingLimits
 
 INPUT, OUTPUT, WORK, TMP = "/grading/in", "/grading/out", "/grading/work", "/tmp"  # noqa: S108
 RUN_LABEL = "aaltohub.io/grading-run"
@@ -34,7 +34,7 @@ MANAGED = {
     "app.kubernetes.io/managed-by": "aaltohub",
     "app.kubernetes.io/component": "grading",
 }
-SCRATCH_SIZE = "256Mi"
+SCRATCH_SIZE = f"{SCRATCH_BYTES >> 20}Mi"
 ENV = {
     "HOME": WORK,
     "NBGRADER_EXECUTION": "autograde",

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from ..course_values import CourseError, memory, memory_bytes, number, reject_unknown
 
 KEYS = ("cpu", "memory", "pids", "timeout", "cell_timeout")
+#: Size of a run's writable scratch (working directory, /tmp), bytes, each;
+#: also its largest file (RLIMIT_FSIZE locally). Both backends use it.
+SCRATCH_BYTES = 256 * 2**20
+#: Unused uids a run takes its own from (random, one per run; both backends).
+UID_BASE, UID_SPAN = 2_000_000_000, 10_000_000
 
 
 @dataclass(frozen=True)

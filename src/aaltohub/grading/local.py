@@ -2,16 +2,18 @@
 sandbox (:mod:`aaltohub.local.sandbox`), for the demo and small installs.
 
 The sandbox has no network (its own, empty net namespace), its own pid
-namespace, an unused uid of its own (so RLIMIT_NPROC counts only its
-processes), and sees the system's programs read-only plus one read-only
+namespace, and sees the system's programs read-only plus one read-only
 directory: this submission's files and the notebook to execute. The only
 writable places are size-limited tmpfs (its working directory and /tmp),
 gone with it. Limits are rlimits set by ``prlimit`` inside the sandbox:
 address space per process, processes, CPU seconds, file size. The
 executed notebook comes back on a pipe, read up to a size limit.
 
-Needs root (bubblewrap mounts, setpriv); blocking: the runner calls it
-from a worker process, never from an event loop.
+Runs unprivileged: the grader (never root, see :mod:`.runner`) starts
+bwrap with a user namespace that maps the run's uid to the grader's own
+(:func:`probe` checks that this works here). So RLIMIT_NPROC counts the
+grader uid's processes: runs graded at the same time share the limit.
+Blocking: the grader's nbgrader calls it, never an event loop.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import threading
 from ..identity import Identity
 from ..local import sandbox
 from ..plan import Mount, SpawnPlan
-from .limits import GradingLimits
+from .limits import SCRATCH_BYTES, UID_BASE, UID_SPAN, GradingLimits
 from .outcome import EXECUTED, FAILED, TIMED_OUT, RunResult, clean
 
 INPUT = "/grading/in"
@@ -36,10 +38,6 @@ WORK = "/grading/work"
 MAX_NOTEBOOK = 64 * 2**20
 #: A submission's files copied into the sandbox, at most.
 MAX_FILES = 512 * 2**20
-#: tmpfs size of the working directory and of /tmp, each.
-SCRATCH_SIZE = 256 * 2**20
-#: Unused uids the runs take theirs from (random, one per run).
-UID_BASE, UID_SPAN = 2_000_000_000, 10_000_000
 ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORK,
@@ -51,6 +49,10 @@ ENV = {
     "JUPYTER_PLATFORM_DIRS": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+
+#: The sandbox's processes would be root on the host (the user namespace
+#: maps them to their starter); the runner never starts nbgrader as root.
+ROOT = "refusing to start a grading sandbox as root: run it as the grader uid"
 
 
 class FilesTooLarge(ValueError):
@@ -100,9 +102,35 @@ def spec_for(
     )
     for path in (WORK, "/tmp"):  # noqa: S108 (the sandbox's own)
         spec["steps"].append(
-            {"kind": "tmpfs", "path": path, "mode": 0o1777, "size": SCRATCH_SIZE}
+            {"kind": "tmpfs", "path": path, "mode": 0o1777, "size": SCRATCH_BYTES}
         )
+    spec["userns"] = True  # started by the unprivileged grader
+    spec["groups"] = []
     return spec
+
+
+def probe() -> str:
+    """Why this process cannot start a grading sandbox, or "" if it can
+    (the runner asks the grader: :func:`.trusted.problem`)."""
+    if os.geteuid() == 0:
+        return ROOT
+    try:
+        with tempfile.TemporaryDirectory(prefix="aaltohub-probe-") as parent:
+            os.chmod(parent, 0o755)  # noqa: S103 (only passwd, group and nothing)
+            input_dir = os.path.join(parent, "in")
+            os.mkdir(input_dir, 0o755)
+            spec = spec_for(input_dir, GradingLimits(), UID_BASE, [parent])
+            sandbox.save(spec, parent)
+            cmd = sandbox.command(spec, limited(GradingLimits(), ["true"]))
+            done = subprocess.run(
+                cmd, capture_output=True, timeout=60, check=False, env=ENV
+            )
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
+        return str(e)
+    if done.returncode != 0:
+        error = done.stderr.decode(errors="replace").strip()
+        return f"bubblewrap cannot make an unprivileged sandbox here: {error}"
+    return ""
 
 
 def limited(limits: GradingLimits, cmd: list[str]) -> list[str]:
@@ -115,7 +143,7 @@ def limited(limits: GradingLimits, cmd: list[str]) -> list[str]:
         f"--as={limits.memory}",
         f"--nproc={limits.pids}",
         f"--cpu={cpu_seconds}",
-        f"--fsize={SCRATCH_SIZE}",
+        f"--fsize={SCRATCH_BYTES}",
         "--core=0",
         "--nofile=1024",
         "--",
@@ -168,6 +196,8 @@ def execute(
     notebook: str, files_dir: str, limits: GradingLimits, private=()
 ) -> RunResult:
     """Execute ``notebook`` (JSON text) with ``files_dir``'s files around it."""
+    if os.geteuid() == 0:
+        return RunResult(FAILED, reason=ROOT)
     uid = UID_BASE + secrets.randbelow(UID_SPAN)
     with tempfile.TemporaryDirectory(prefix="aaltohub-grade-") as parent:
         input_dir = os.path.join(parent, "in")

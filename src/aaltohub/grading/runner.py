@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import trusted
 from .limits import GradingLimits
 from .outcome import TIMED_OUT, clean
 
@@ -30,6 +31,8 @@ GRADED, FAILED, SKIPPED = "graded", "failed", "skipped"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 #: nbgrader's own start-up and bookkeeping, on top of the runs' limits.
 OVERHEAD = 120
+#: The run report's size, at most (a few lines of JSON per notebook).
+MAX_REPORT = 1 << 20
 
 
 @dataclass
@@ -57,11 +60,8 @@ class Status:
 
 
 def _timestamp(directory: str) -> str | None:
-    try:
-        with open(os.path.join(directory, "timestamp.txt"), encoding="utf-8") as f:
-            return f.read(200).strip()
-    except OSError:
-        return None
+    data = read_regular(os.path.join(directory, "timestamp.txt"), 200)
+    return None if data is None else data.decode(errors="replace").strip()
 
 
 def submissions(course_dir: str, assignment: str, students=()) -> list[str]:
@@ -114,11 +114,13 @@ def autograde_command(
     assignment: str, student: str, course_dir: str, limits, backend, report
 ):
     """The trusted nbgrader of one submission; ``backend`` is ``local`` or
-    ``kube:SETTINGS.json``."""
+    ``kube:SETTINGS.json``. ``-I``: nothing of the cwd, the environment or
+    a user site is imported."""
     backend, _, settings = backend.partition(":")
     extra = [f"--IsolatedExecute.kube_settings={settings}"] if settings else []
     return [
         sys.executable,
+        "-I",
         "-m",
         "aaltohub.grading.autograde",
         assignment,
@@ -137,10 +139,38 @@ def autograde_command(
 
 
 def trusted_env() -> dict[str, str]:
-    """The instructor's environment, with this Python's scripts first on
-    PATH: nbgrader's gradebook runs ``alembic`` from there."""
+    """The caller's environment with this Python's scripts first on PATH
+    (nbgrader runs ``alembic`` from there), for running nbgrader as the
+    caller (the tests, the benchmark); grading uses :mod:`.trusted`'s."""
     scripts = os.path.dirname(sys.executable)
     return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+
+
+def read_regular(path: str, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``path`` if it is a regular file, else
+    None: the grader (or an instructor) made it, so never follow a link
+    nor block on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return f.read(limit)
+
+
+def _records(report: str) -> list[dict]:
+    """The report's JSON lines (written by the grader: untrusted shape)."""
+    records = []
+    for line in (read_regular(report, MAX_REPORT) or b"").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def _nbgrader_error(log: str) -> str:
@@ -173,30 +203,8 @@ def _status_of(student, returncode, log, records, started) -> Status:
     return Status(student, FAILED, _nbgrader_error(log), notes, seconds)
 
 
-def give_back(course_dir: str, assignment: str, student: str) -> None:
-    """Run as root (the local backend), nbgrader wrote as root: hand what
-    it created to the course directory's owner and group, as if the
-    instructor had run it, so their own nbgrader can change it later.
-    Never follows a link."""
-    if os.geteuid() != 0:
-        return
-    info = os.stat(course_dir)
-    owner = (info.st_uid, info.st_gid)
-    top = os.path.join(course_dir, "autograded")
-    paths = [top, os.path.join(top, student), os.path.join(course_dir, "gradebook.db")]
-    for dirpath, dirnames, filenames in os.walk(os.path.join(top, student, assignment)):
-        paths += [os.path.join(dirpath, n) for n in [*dirnames, *filenames]]
-        paths.append(dirpath)
-    for path in paths:
-        try:
-            if os.lstat(path).st_uid == 0:
-                os.lchown(path, *owner)
-        except FileNotFoundError:
-            pass
-
-
 def grade_one(
-    course_dir, assignment, student, limits: GradingLimits, backend
+    course_dir, assignment, student, limits: GradingLimits, backend, grader_uid=None
 ) -> Status:
     """Autograde one submission; never raises for the submission's sake."""
     started = time.monotonic()
@@ -210,16 +218,18 @@ def grade_one(
         ]
     )
     deadline = limits.timeout * max(1, notebooks) + OVERHEAD
-    with tempfile.TemporaryDirectory(prefix="aaltohub-grade-report-") as tmp:
-        report = os.path.join(tmp, "report.jsonl")
+    ids = trusted.grader_ids(course_dir, backend, grader_uid)
+    with trusted.private_home(*ids) as home:
+        report = os.path.join(home, "report.jsonl")
         cmd = autograde_command(
             assignment, student, course_dir, limits, backend, report
         )
         try:
             done = subprocess.run(
-                cmd,
-                cwd=course_dir,
-                env=trusted_env(),
+                trusted.command(cmd, course_dir, home, ids, backend),
+                cwd=home,
+                env=trusted.environment(home, backend),
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 errors="replace",
@@ -230,10 +240,7 @@ def grade_one(
             return Status(
                 student, TIMED_OUT, f"nbgrader still running after {deadline} s"
             )
-        records = []
-        if os.path.exists(report):
-            with open(report, encoding="utf-8") as f:
-                records = [json.loads(line) for line in f if line.strip()]
+        records = _records(report)
     return _status_of(
         student, done.returncode, done.stderr + done.stdout, records, started
     )
@@ -248,12 +255,15 @@ def grade(
     backend: str = "local",
     force: bool = False,
     jobs: int = 1,
+    grader_uid: int | None = None,
     on_status: Callable[[int, int, Status], None] = lambda i, n, s: None,
 ) -> list[Status]:
     """Grade ``assignment``'s submissions (all, or ``students``), ``jobs``
-    at a time; ``on_status`` hears of each as it ends (one at a time)."""
+    at a time, as the grader (:mod:`.trusted`); ``on_status`` hears of
+    each as it ends (one at a time)."""
     if not ID_RE.fullmatch(assignment):
         raise ValueError(f"{assignment!r} is not an nbgrader assignment name")
+    trusted.grader_ids(course_dir, backend, grader_uid)  # refuse early
     names = submissions(course_dir, assignment, students)
     done: dict[str, Status] = {}
     lock = threading.Lock()
@@ -262,8 +272,9 @@ def grade(
         if not force and is_graded(course_dir, assignment, student):
             status = Status(student, SKIPPED, "already graded (use --force to regrade)")
         else:
-            status = grade_one(course_dir, assignment, student, limits, backend)
-            give_back(course_dir, assignment, student)
+            status = grade_one(
+                course_dir, assignment, student, limits, backend, grader_uid
+            )
         with lock:
             done[student] = status
             on_status(len(done), len(names), status)

@@ -19,7 +19,10 @@ server as ``bwrap OPTIONS -- setpriv IDS -- env --chdir=HOME CMD...``
    keeps only CAP_SETUID, CAP_SETGID and CAP_SETPCAP for ``setpriv``
    (util-linux), which takes the user's uid, gid and groups and empties
    every capability set. bwrap's own ``--uid`` needs a user namespace, and
-   in one the user's files would belong to root on the host.
+   in one the user's files would belong to root on the host. (A spec
+   with ``userns``, for isolated grading, is the exception: started by an
+   unprivileged process, bwrap maps the spec's uid to that process's uid
+   in a user namespace, and there is no setpriv.)
 
 ``env --chdir`` then enters the home as the user (root may not: homes are
 0700, and NFS squashes root) and execs CMD. The umask is the hub's to set
@@ -292,6 +295,8 @@ def command(spec: dict, cmd: list[str], info_fd: int | None = None) -> list[str]
     if not spec.get("share_net", True):
         args.append("--unshare-net")
     args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if spec.get("userns"):
+        return [*args, *_userns_args(spec, info_fd), found["env"], *cmd]
     for cap in _KEEP_CAPS:
         args += ["--cap-add", cap]
     if info_fd is not None:
@@ -305,6 +310,22 @@ def command(spec: dict, cmd: list[str], info_fd: int | None = None) -> list[str]
     )
     args += ["--inh-caps=-all", "--bounding-set=-all", "--"]
     return [*args, found["env"], f"--chdir={spec['cwd']}", *cmd]
+
+
+def _userns_args(spec: dict, info_fd: int | None) -> list[str]:
+    """A spec with ``userns`` (run by an unprivileged caller, e.g. the
+    grader): a user namespace maps the spec's uid and gid to the caller's,
+    with no capabilities and no further namespaces; no setpriv (and no
+    supplementary groups: a user namespace cannot set them). The caller
+    must not run it as root: the sandbox's host uid would be root's."""
+    args = ["--unshare-user", "--disable-userns"]
+    args += ["--uid", str(spec["uid"]), "--gid", str(spec["gid"])]
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
+    # Its root (a tmpfs) would belong to the sandbox's uid: read-only, so
+    # the size-limited tmpfs mounts stay its only writable places.
+    args += [*_mount_args(spec["steps"]), "--remount-ro", "/"]
+    return [*args, "--chdir", spec["cwd"], "--"]
 
 
 def read_info(fd: int) -> int | None:
