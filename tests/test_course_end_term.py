@@ -92,7 +92,21 @@ def test_walk_through_one_course(world, hub, capsys, tmp_path):
     """new-term, end-term and retention for one course, as an operator runs
     them; the output is kept in test-artifacts/term-walkthrough.txt."""
     t = Transcript(capsys, tmp_path)
-    common, cat, files = world["common"], world["cat"], world["files"]
+    _new_term(t, world)
+    for name in ("s1", "teacher1", "other"):
+        hub.user(name)
+    hub.start("s1", "intro")
+    hub.start("teacher1", "intro-instructor", server="grading")
+    hub.start("other", "ml")
+    hub_args = ["--hub-url", hub.url, "--hub-token-file", hub.token_file]
+    argv = ["--at", "2026-05-31", "--grace", "3650", *hub_args]
+    _end_term_once(t, world, hub, argv)
+    _end_term_again(t, world, argv)
+    _retention(t, world)
+    t.save()
+
+
+def _new_term(t, world):
     t.note("Next term's course from this one, without the students' work")
     code, out, _ = t(
         "course",
@@ -106,16 +120,13 @@ def test_walk_through_one_course(world, hub, capsys, tmp_path):
         "--name",
         "Intro 2027",
         "--without-student-work",
-        *common,
+        *world["common"],
     )
     assert code == 0 and "copied" in out
-    for name in ("s1", "teacher1", "other"):
-        hub.user(name)
-    hub.start("s1", "intro")
-    hub.start("teacher1", "intro-instructor", server="grading")
-    hub.start("other", "ml")
-    hub_args = ["--hub-url", hub.url, "--hub-token-file", hub.token_file]
-    argv = ["--at", "2026-05-31", "--grace", "3650", *hub_args]
+
+
+def _end_term_once(t, world, hub, argv):
+    cat, files = world["cat"], world["files"]
     t.note("End this term: s1 and teacher1 run intro servers, other runs ml;")
     t.note("a long grace keeps the instructors' read-only phase whenever this runs")
     code, out, err = end_term(t, world, *argv, "--dry-run")
@@ -129,6 +140,8 @@ def test_walk_through_one_course(world, hub, capsys, tmp_path):
     assert out.startswith("access: students lose access at 2026-06-01 00:00 UTC")
     assert "gradebook: exported to" in out
     assert "servers: stopped 2: s1, teacher1/grading" in out
+    # servers (read-write mounts) are stopped before the export reads
+    assert out.index("servers: stopped") < out.index("gradebook: exported")
     assert hub.wait_stopped("s1") and hub.wait_stopped("teacher1", "grading")
     assert hub.servers("other")  # another course's server keeps running
     csv = (files / "gradebook-export.csv").read_text().splitlines()
@@ -147,14 +160,17 @@ def test_walk_through_one_course(world, hub, capsys, tmp_path):
     }
     assert not stat.S_IMODE(os.stat(files).st_mode) & 0o222
 
+
+def _end_term_again(t, world, argv):
+    cat = world["cat"]
     t.note("Again: every step finds its work done")
     code, out, _ = end_term(t, world, *argv)
     assert code == 0
     assert out.splitlines() == [
         "access: dates set already",
         "notice: announced already",
-        "gradebook: exported already",
         "servers: none running",
+        "gradebook: exported already",
         "archive: archived already",
     ]
     code, out, _ = t("course", "list", "--catalog", cat)
@@ -166,9 +182,6 @@ def test_walk_through_one_course(world, hub, capsys, tmp_path):
     for step in ("access", "notice", "gradebook", "stop", "servers", "flag", "storage"):
         assert f"course.end-term.{step}" in actions
     assert sum(a == "course.end-term.stop" for a in actions) == 2
-
-    _retention(t, world)
-    t.save()
 
 
 def _retention(t, world):
@@ -231,3 +244,54 @@ def test_the_export_reads_only_a_plain_gradebook(tmp_path):
         ):
             export_gradebook(str(files), "intro", None)
         assert not (files / "gradebook-export.csv").exists()
+
+
+def test_the_export_sets_its_mode_on_the_file_it_wrote(tmp_path, monkeypatch):
+    """Instructors can rename the export's temporary file and plant a link
+    under its name: mode and group are set on the open file, never by name."""
+    from aaltohub.storage import gradebook_export
+
+    files, outside = tmp_path / "files", tmp_path / "shadow"
+    files.mkdir()
+    outside.write_text("secret")
+    outside.chmod(0o600)
+    (tmp_path / "grades.csv").write_text("assignment,student_id\n")
+    real_copy = gradebook_export.shutil.copyfileobj
+
+    def copy_then_swap(src, dst, *a):
+        real_copy(src, dst, *a)
+        (tmp,) = files.glob(".gradebook-export-*")
+        tmp.rename(files / "moved.csv")
+        tmp.symlink_to(outside)
+
+    monkeypatch.setattr(gradebook_export.shutil, "copyfileobj", copy_then_swap)
+    gradebook_export._install(str(tmp_path / "grades.csv"), str(files), 0)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o600
+    assert outside.read_text() == "secret"
+    assert stat.S_IMODE((files / "moved.csv").stat().st_mode) == 0o640
+
+
+def test_the_export_waits_for_servers_that_are_still_stopping(
+    world, capsys, monkeypatch
+):
+    """A stop the hub answers 202 to goes on after it: while a server of the
+    course still runs (read-write mounts), the export is left for a re-run.
+    A stand-in for the hub's API (a server that never finishes stopping is
+    not something a real hub does on cue); the real API is in the
+    walk-through."""
+    from aaltohub.commands import course_end_term
+
+    class StuckHub:
+        def course_servers(self, slug):
+            return [("s1", "")]
+
+        def stop(self, user, name):
+            pass
+
+    monkeypatch.setattr(course_end_term, "hub_from_args", lambda args: StuckHub())
+    monkeypatch.setattr(course_end_term, "STOP_WAIT", 0)
+    code, out, _ = end_term(capsys, world, "--at", "2026-05-31")
+    assert code == 1
+    assert "servers: FAILED: still stopping after 0 s: s1" in out
+    assert "gradebook: not done: servers still running: run this again" in out
+    assert not (world["files"] / "gradebook-export.csv").exists()

@@ -264,3 +264,92 @@ def test_an_archived_home_is_deleted_after_its_period_and_a_warning(world, capsy
     assert code == 0 and "deleted: archive/homes/leaver" in out
     assert not (w["store"] / "archive/homes/leaver").exists()
     assert not (w["store"] / "archive/homes/leaver.archived.json").exists()
+
+
+def test_an_item_sharing_a_course_that_is_not_closed_is_held(world, capsys):
+    """A closed course whose coursedir_slug is an open course's (terms reuse
+    it; a course file may name any) never warns or deletes that storage."""
+    w = world
+    (w["cat"] / "evil.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: Evil
+            gid: {GID}
+            instructors: [t2]
+            archive: true
+            coursedir_slug: current
+            term: {{ends: 2020-01-01}}
+            retention: {{exchange: 1, submissions: 1, course: 1}}
+            """
+        )
+    )
+    code, out, err = run(capsys, "retention", "report", *w["common"])
+    assert code == 0, err
+    held = [x for x in out.splitlines() if x.startswith("evil")]
+    assert len(held) == 3 and all(
+        "held: storage also used by current" in x for x in held
+    )
+    assert "warning: course:evil (course/current/files) is not warned" in err
+    apply(capsys, w)
+    with Ledger(w["state"] / "retention.json").update() as data:
+        assert not any(key.endswith(":evil") for key in data)
+        for entry in data.values():
+            entry["warned"] = "2000-01-01T00:00:00Z"
+    code, out, err = apply(capsys, w)
+    assert code == 0 and "deleted: exchange/old" in out and "3 held" in err
+    assert "evil" not in out
+    assert (w["store"] / "exchange/current/current/inbound").is_dir()
+    assert (w["store"] / "course/current/files/submitted/s1").is_dir()
+    notices = json.loads(w["ann"].read_text())
+    assert {n["course"] for n in notices} == {"old"}
+
+
+def test_held_covers_paths_inside_and_around_the_other_courses(world):
+    from aaltohub.retention import held_by, overlaps
+
+    assert overlaps("course/x/files", "course/x/files/submitted")
+    assert overlaps("course/x", "course/x/files") and overlaps("a/b", "a/b/")
+    assert not overlaps("course/x/files", "course/x/files2")
+    item = Item("submissions", "old", ("course/x/files/submitted",), T0)
+    used = {"old": ("course/x/files",), "new": ("course/x",), "y": ("course/y",)}
+    assert held_by(item, used) == ["new"]  # its own course does not hold it
+
+
+@pytest.mark.parametrize("where", ["/dev/full", "under a file"])
+def test_apply_deletes_nothing_when_the_audit_log_cannot_be_written(
+    world, capsys, where
+):
+    """The 'started' record must be written before anything is removed: an
+    audit log on /dev/full (every write fails: ENOSPC), or in a directory
+    that is a file (it cannot be opened), stops the delete."""
+    from aaltohub.audit import AuditLog
+
+    if where == "/dev/full" and not os.path.exists(where):
+        pytest.skip("needs /dev/full")
+    if where == "under a file":
+        (world["state"].parent / "plain").write_text("")
+        where = str(world["state"].parent / "plain/audit.log")
+    log = AuditLog(destination="file", path=where)
+    log.record("x")
+    assert log.flush() is False  # the write error is reported, not swallowed
+    log.close()
+    w = world
+    assert apply(capsys, w)[0] == 0
+    with Ledger(w["state"] / "retention.json").update() as data:
+        for entry in data.values():
+            entry["warned"] = "2000-01-01T00:00:00Z"
+    code, out, err = run(
+        capsys,
+        "retention",
+        "apply",
+        *w["common"],
+        "--announcements",
+        w["ann"],
+        "--audit-log",
+        where,
+    )
+    assert code == 1 and out == ""
+    assert "exchange:old: exchange/old: not deleted: the audit log could not" in err
+    assert "1 failed" in err
+    assert (w["store"] / "exchange/old/old/inbound").is_dir()
+    assert "deleted" not in Ledger(w["state"] / "retention.json").read()["exchange:old"]

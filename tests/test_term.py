@@ -229,6 +229,38 @@ def test_new_term_copies_the_course_for_next_term(world, capsys):
     assert code == 2 and "give a new slug" in err
 
 
+def test_new_term_never_writes_through_a_directory_swapped_mid_copy(
+    world, capsys, monkeypatch
+):
+    """The new course's instructors can write its files directory while
+    root copies into it: a directory swapped for a link to outside, after
+    it was entered or before, gets nothing written through it."""
+    from aaltohub.storage import retention_store
+
+    new = world["store"] / "course/intro-2027/files"
+    outside = world["cat"].parent / "etc"
+    (outside / "ps1").mkdir(parents=True)  # what a path-based copy writes into
+    real_copy, swapped = retention_store._copy_file, []
+
+    def copy_and_swap(name, srcfd, destfd, rel, copier):
+        if rel == "release/ps1/ps1.ipynb" and not swapped:
+            # release/ps1 is open already; source/ is not made yet
+            os.rename(new / "release", new / "release.moved")
+            os.symlink(outside, new / "release")
+            os.symlink(outside, new / "source")
+            swapped.append(rel)
+        real_copy(name, srcfd, destfd, rel, copier)
+
+    monkeypatch.setattr(retention_store, "_copy_file", copy_and_swap)
+    argv = ["course", "new-term", "intro", "intro-2027", *world["common"]]
+    code, _, err = run(capsys, *argv)
+    assert swapped and code == 2
+    assert "refusing source: source is a symbolic link" in err
+    assert list(outside.rglob("*")) == [outside / "ps1"]  # nothing written outside
+    # the copy went on into the directory it had opened, wherever it is now
+    assert (new / "release.moved/ps1/ps1.ipynb").read_text() == "{}"
+
+
 # --- the server-side check and the pod, through CourseSpawner (kmock-free:
 # refusals and manifests need no Kubernetes API) -------------------------------
 async def test_course_spawner_enforces_the_term(catalog_dir, users_file):

@@ -85,6 +85,12 @@ def test_inactive_archive_restore(hub, tmp_path, capsys):  # noqa: F811
         "--directory",
         directory,
     ]
+    _lists_inactive_homes(capsys, common)
+    _bad_token_is_a_clear_error(capsys, tmp_path, common)
+    _archive_and_restore(capsys, store, tmp_path / "audit.log", common)
+
+
+def _lists_inactive_homes(capsys, common):
     code, out, err = run(capsys, "users", "inactive", "--json", *common)
     assert code == 0, err
     rows = {r["username"]: r for r in json.loads(out)}
@@ -95,6 +101,8 @@ def test_inactive_archive_restore(hub, tmp_path, capsys):  # noqa: F811
     assert rows["gone1"]["reasons"] == [NEVER, GONE]
     assert "3 inactive home(s)" in err
 
+
+def _bad_token_is_a_clear_error(capsys, tmp_path, common):
     # A token without the scopes gets a clear error, not a traceback.
     bad = tmp_path / "bad"
     bad.write_text("not-a-token")
@@ -110,7 +118,8 @@ def test_inactive_archive_restore(hub, tmp_path, capsys):  # noqa: F811
     )
     assert code == 2 and "HTTP 403" in err and "scopes" in err
 
-    log = tmp_path / "audit.log"
+
+def _archive_and_restore(capsys, store, log, common):
     code, out, _ = run(capsys, "users", "archive", "--dry-run", *common, "old1")
     assert (
         code == 0

@@ -20,6 +20,7 @@ before, even if the warning came late or the period was shortened.
 from __future__ import annotations
 
 import datetime
+import posixpath
 from dataclasses import dataclass
 
 from traitlets import Integer, TraitError, Unicode, validate
@@ -38,6 +39,8 @@ DELETE, WARNED, WARN, KEEP, UNSCHEDULED = (
     "keep",
     "unscheduled",
 )
+#: Not warned or deleted: another course that is not closed uses its storage.
+HELD = "held"
 
 #: Inside a course's files directory (nbgrader's CourseDirectory.root):
 #: the students' work.
@@ -161,6 +164,37 @@ def course_items(course, paths: StoragePaths, settings: Retention, now=None) -> 
         for kind in ("submissions", "exchange", "course")
         if where[kind]
     ]
+
+
+def in_use(course, paths: StoragePaths, now=None) -> tuple[str, ...]:
+    """The storage a course may still use: all of it (files, data, exchange,
+    whether or not it has them) until it is closed (:class:`Phase`)."""
+    if phase(course, now) is Phase.CLOSED:
+        return ()
+    return (
+        paths.course_files(course),
+        paths.course_data(course),
+        paths.exchange(course),
+    )
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True if the relative paths are the same or one contains the other."""
+    a, b = posixpath.normpath(a), posixpath.normpath(b)
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def held_by(item: Item, used: dict[str, tuple[str, ...]]) -> list[str]:
+    """The other courses (``used``: slug to :func:`in_use`) whose storage
+    overlaps the item's: courses share directories through
+    ``coursedir_slug`` (terms reuse it; a course file may name any), and
+    deleting a closed course's item must never delete an open one's data."""
+    return sorted(
+        slug
+        for slug, where in used.items()
+        if not (item.kind != "home" and slug == item.owner)
+        and any(overlaps(p, u) for p in item.paths for u in where)
+    )
 
 
 def home_item(username: str, path: str, archived: datetime.datetime, settings) -> Item:

@@ -1,12 +1,13 @@
 """``aaltohub course end-term``: the end of a course's term, step by step.
 
 Runs the steps of :data:`aaltohub.term.END_TERM_STEPS`: students' access
-(the dates in the course file), a notice, the gradebook export (nbgrader's
-own ``export``), stopping the course's running servers (the hub's REST
-API), the archive. Each checks the facts before it acts, so running it
-again does only what is left; each is audited and recorded under
-``term.end_term`` for ``course list``. Access itself is enforced by the hub
-(:func:`aaltohub.term.phase`) whether or not this command runs.
+(the dates in the course file), a notice, stopping the course's running
+servers (the hub's REST API; they mount the course files read-write), the
+gradebook export (nbgrader's own ``export``), the archive. Each checks
+the facts before it acts, so running it again does only what is left;
+each is audited and recorded under ``term.end_term`` for ``course list``.
+Access itself is enforced by the hub (:func:`aaltohub.term.phase`)
+whether or not this command runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import time
 
 from ..announcements import PATH_ENV, AnnouncementError, AnnouncementStore
 from ..storage.gradebook_export import ExportError, export_gradebook, needs_export
@@ -36,8 +38,8 @@ def register(actions, common_options, audit, dry_run_option, progress_option) ->
     end = actions.add_parser(
         "end-term",
         parents=[common_options(False), dry_run_option(), progress_option(), audit],
-        help="end a course's term: students' access, notice, gradebook export,"
-        " running servers, archive (idempotent)",
+        help="end a course's term: students' access, notice, running servers,"
+        " gradebook export, archive (idempotent)",
     )
     end.add_argument("slug", metavar="SLUG")
     end.add_argument(
@@ -101,11 +103,15 @@ def run_end_term(args) -> int:
         if now < ends:
             steps.lines.append(
                 f"students lose access at {day(ends)} UTC; run this again after"
-                " then to export the gradebook, stop servers and archive"
+                " then to stop servers, export the gradebook and archive"
             )
         else:
-            _step_gradebook(steps, course)
-            _step_servers(steps, course)
+            # Servers first: they mount the course files read-write, and
+            # the export should read a gradebook nobody is changing.
+            if _step_servers(steps, course):
+                _step_gradebook(steps, course)
+            else:
+                steps.skip("gradebook", "servers still running: run this again")
             layout, total = layout_of(args), Result()
             archive_one(args, catalog.path, course, layout, total, steps.audit)
             done = f"archived; {len(total.actions)} change(s)" if total.actions else ""
@@ -195,7 +201,13 @@ def _step_gradebook(steps: _Steps, course) -> None:
     steps.ok("gradebook", f"exported to {dest}", target=dest)
 
 
-def _step_servers(steps: _Steps, course) -> None:
+#: Seconds end-term waits for the course's servers to finish stopping.
+STOP_WAIT = 120
+
+
+def _step_servers(steps: _Steps, course) -> bool:
+    """Stop the course's servers; False if some are still running (the
+    hub answered that a stop is pending and it did not end in time)."""
     try:
         hub = hub_from_args(steps.args)
         servers = hub.course_servers(course.slug)
@@ -203,15 +215,34 @@ def _step_servers(steps: _Steps, course) -> None:
             if not steps.args.dry_run:
                 hub.stop(user, name)
             steps.audit.record("stop", course=course.slug, target=f"{user}/{name}")
+        left = (
+            _still_running(hub, course.slug)
+            if servers and not steps.args.dry_run
+            else []
+        )
     except HubError as e:
         steps.skip("servers", str(e), True)
-        return
+        return True  # unknown: the export works on a copy anyway
+    if left:
+        names = ", ".join(f"{u}/{n}" if n else u for u, n in left)
+        steps.skip("servers", f"still stopping after {STOP_WAIT} s: {names}", True)
+        return False
     names = ", ".join(f"{u}/{n}" if n else u for u, n in servers)
     steps.ok(
         "servers",
         f"stopped {len(servers)}: {names}" if servers else "none running",
         bool(servers),
     )
+    return True
+
+
+def _still_running(hub, slug: str) -> list[tuple[str, str]]:
+    """The course's servers still running or stopping, after waiting up to
+    STOP_WAIT seconds (a stop the hub answers 202 to goes on after it)."""
+    deadline = time.monotonic() + STOP_WAIT
+    while (left := hub.course_servers(slug)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return left
 
 
 def _record(steps: _Steps, path: str, now) -> None:

@@ -227,12 +227,17 @@ def _copy_course_files(args, old, new, total: Result, audit) -> None:
         root, entries_of(layout, new, total), fix=True, dry_run=args.dry_run, walk=False
     )
     total.extend(made)
-    dst = os.path.join(root, layout.paths.course_files(new))
+    rel_dst = layout.paths.course_files(new)
+    dst = os.path.join(root, rel_dst)
     work = STUDENT_WORK if args.without_student_work else ()
     refused: list[str] = []
+    # The new course's instructors may write in dst (and the old one's in
+    # src) while this runs as root: copy_tree works through directory
+    # descriptors and never follows a directory swapped for a link.
     count = copy_tree(
-        src,
-        dst,
+        root,
+        layout.paths.course_files(old),
+        rel_dst,
         skip=lambda rel: rel in work,
         uid=new.uid if new.uid is not None else layout.course_uid,
         gid=new.gid,

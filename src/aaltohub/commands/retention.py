@@ -19,14 +19,18 @@ from datetime import timedelta
 from ..announcements import PATH_ENV, AnnouncementStore
 from ..retention import (
     DELETE,
+    HELD,
     KEEP,
     UNSCHEDULED,
     WARN,
     WARNED,
+    Decision,
     Retention,
     course_items,
     decide,
+    held_by,
     home_item,
+    in_use,
 )
 from ..storage.homes_archive import archived_homes, forget_record
 from ..storage.layout import StorageLayout
@@ -46,7 +50,7 @@ from .course_common import (
 )
 
 STATE_ENV = "AALTOHUB_RETENTION_DIR"
-ORDER = (DELETE, WARN, WARNED, UNSCHEDULED, KEEP)
+ORDER = (HELD, DELETE, WARN, WARNED, UNSCHEDULED, KEEP)
 
 
 def register(sub) -> None:
@@ -117,6 +121,7 @@ def _rows(args, settings, ledger, now) -> list[dict]:
         for course in catalog.courses.values()
         for item in course_items(course, paths, settings, now)
     ]
+    used = {c.slug: in_use(c, paths, now) for c in catalog.courses.values()}
     for record in archived_homes(root, settings.homes_archive):
         item = home_item(
             record["username"], record["path"], record["archived"], settings
@@ -135,6 +140,9 @@ def _rows(args, settings, ledger, now) -> list[dict]:
         warned = entry.get("warned") if entry.get("due") == due else None
         warned_at = as_time(warned, "warned") if warned else None
         decision = decide(item, warned_at, now, settings.warning_days)
+        holders = held_by(item, used)
+        if holders:
+            decision = Decision(HELD, None)
         rows.append(
             {
                 "item": item,
@@ -150,6 +158,7 @@ def _rows(args, settings, ledger, now) -> list[dict]:
                 else "",
                 "paths": list(item.paths),
                 "note": item.note,
+                "held_by": holders,
             }
         )
     rows.sort(key=lambda r: (ORDER.index(r["status"]), r["due"], r["owner"], r["what"]))
@@ -158,6 +167,8 @@ def _rows(args, settings, ledger, now) -> list[dict]:
 
 def _status_text(row: dict, warning_days: int) -> str:
     status = row["status"]
+    if status == HELD:
+        return f"held: storage also used by {', '.join(row['held_by'])}"
     if status == DELETE:
         return "due: delete"
     if status == WARNED:
@@ -207,6 +218,7 @@ def run_report(args) -> int:
     else:
         _print(rows, settings.warning_days)
     due = sum(r["status"] == DELETE for r in rows)
+    _warn_held(rows)
     err(f"{len(rows)} item(s); {due} due for deletion; as of {day(now)} UTC")
     return 0
 
@@ -224,6 +236,7 @@ def run_apply(args) -> int:
         )
     now = now_utc()
     rows = _rows(args, settings, ledger, now)
+    _warn_held(rows)
     failed = 0
     try:
         for row in rows:
@@ -236,8 +249,24 @@ def run_apply(args) -> int:
     verb = "would" if args.dry_run else "did"
     warned = sum(r["status"] == WARN for r in rows)
     deleted = sum(r["status"] == DELETE for r in rows)
-    err(f"{verb} warn {warned}, delete {deleted} item(s); {failed} failed")
+    held = sum(r["status"] == HELD for r in rows)
+    err(
+        f"{verb} warn {warned}, delete {deleted} item(s); {failed} failed"
+        + (f"; {held} held" if held else "")
+    )
     return 1 if failed else 0
+
+
+def _warn_held(rows: list[dict]) -> None:
+    """Say, on stderr too (cron mails it), which items are held and why."""
+    for r in rows:
+        if r["status"] == HELD:
+            err(
+                f"warning: {r['item'].key} ({', '.join(r['paths'])}) is not warned"
+                f" or deleted: course(s) {', '.join(r['held_by'])}, not closed,"
+                " use the same storage; give the courses different"
+                " coursedir_slug, or close the other course(s)"
+            )
 
 
 def _warn(args, row, ledger, audit, settings, now) -> bool:
@@ -298,7 +327,12 @@ def _delete(args, row, ledger, audit) -> bool:
     for path in item.paths:
         # The record is written (and flushed) before anything is removed.
         audit.record("delete", course=course, target=path, outcome="started")
-        audit.log.flush()
+        if not audit.log.flush():
+            err(
+                f"error: {item.key}: {path}: not deleted: the audit log could not"
+                " be written (see the errors above); fix it and run again"
+            )
+            return False
         try:
             gone = delete_tree(root, path)
         except OSError as e:

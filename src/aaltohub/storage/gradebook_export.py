@@ -115,14 +115,17 @@ def export_gradebook(files_dir: str, course_id: str, gid: int | None) -> str:
 
 def _install(csv: str, files_dir: str, gid: int | None) -> str:
     # Instructors can write in files_dir: a fresh O_EXCL name, never a
-    # name they might have planted as a link, then a rename over dest.
+    # name they might have planted as a link; mode and group set on the
+    # open descriptor (the name may be swapped for a link meanwhile), then
+    # a rename over dest.
     fd, tmp = tempfile.mkstemp(dir=files_dir, prefix=".gradebook-export-")
     try:
         with os.fdopen(fd, "wb") as out, open(csv, "rb") as src:
             shutil.copyfileobj(src, out)
-        os.chmod(tmp, 0o640)
-        if os.geteuid() == 0 and gid is not None:
-            os.chown(tmp, 0, gid)
+            out.flush()
+            os.fchmod(out.fileno(), 0o640)
+            if os.geteuid() == 0 and gid is not None:
+                os.fchown(out.fileno(), 0, gid)
         dest = os.path.join(files_dir, EXPORT_NAME)
         os.replace(tmp, dest)
     except BaseException:

@@ -73,7 +73,43 @@ def delete_tree(root: str, rel: str) -> bool:
     return True
 
 
+def open_dir(root: str, rel: str, *, create: bool = False) -> int:
+    """A descriptor of the directory ``root/rel``, opened one component at
+    a time without following a symbolic link (UnsafePath if one is on the
+    way), so a directory swapped for a link later cannot redirect writes.
+    ``create`` makes missing directories (mode 0700). The caller closes it."""
+    names = safe_relpath(rel).split("/") if rel else []
+    fd = os.open(root, _DIR_FLAGS)
+    for name in names:
+        fd = _child_dir(fd, name, create, rel)  # closes the parent
+    return fd
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_DIR = _DIR_FLAGS | os.O_NOFOLLOW
+
+
+def _child_dir(parent: int, name: str, create: bool, shown: str) -> int:
+    """Open (optionally make) directory ``name`` in ``parent``; close
+    ``parent``; return the child's descriptor."""
+    try:
+        if create:
+            with suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=parent)
+        try:
+            return os.open(name, _NOFOLLOW_DIR, dir_fd=parent)
+        except FileNotFoundError:
+            raise
+        except OSError:  # ELOOP (a link) or ENOTDIR
+            raise UnsafePath(
+                f"refusing {shown}: {name} is a symbolic link or not a directory"
+            ) from None
+    finally:
+        os.close(parent)
+
+
 def copy_tree(
+    root: str,
     src: str,
     dst: str,
     *,
@@ -84,82 +120,163 @@ def copy_tree(
     dry_run: bool = False,
     refused: list[str] | None = None,
 ) -> int:
-    """Copy ``src`` to ``dst`` (absolute paths; ``dst`` may exist), keeping
-    modes and copying symbolic links as links, never following them.
-    ``skip(rel)`` leaves an entry (and all below it) out. As root, entries
-    get ``uid``/``gid``. Returns the entries copied.
+    """Copy ``root/src`` to ``root/dst`` (relative paths; ``dst`` may exist
+    and is made if missing), keeping modes and copying symbolic links as
+    links, never following them. ``skip(rel)`` leaves an entry (and all
+    below it) out. As root, entries get ``uid``/``gid``. Returns the
+    entries copied.
 
-    Special files (FIFOs, devices, sockets) and files with more than one
-    hard link (their other names may be outside the course) are not
-    copied; their paths go to ``refused``."""
-    count = 0
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel_dir = os.path.relpath(dirpath, src)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        kept = []
+    Both trees may be written by instructors while this runs as root, so
+    everything goes through directory descriptors (``os.fwalk``, and
+    ``O_NOFOLLOW`` opens relative to the directory being copied into): a
+    directory swapped for a symbolic link mid-copy is refused or left
+    behind, never written through. Special files (FIFOs, devices, sockets)
+    and files with more than one hard link (their other names may be
+    outside the course) are not copied; their paths go to ``refused``."""
+    copier = _Copier(skip, uid, gid, dry_run, refused)
+    top = open_dir(root, src)
+    try:
+        copier.begin(root, dst)
+        for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top):
+            rel_dir = os.path.normpath(dirpath)  # "." for the top
+            rel_dir = "" if rel_dir == "." else rel_dir
+            copier.directory(rel_dir, dirnames, filenames, dirfd)
+            for name in sorted(filenames):
+                if copier.entry(name, dirfd) and progress is not None:
+                    progress.update(copier.count, copier.last)
+    finally:
+        os.close(top)
+        copier.end()
+    if progress is not None:
+        progress.done()
+    return copier.count
+
+
+class _Copier:
+    """The state of one :func:`copy_tree`: where it writes, what it did.
+
+    ``stack`` holds the relative path and descriptor of the destination
+    directory being filled and of its ancestors (as many as the tree is
+    deep; None in a dry run where it does not exist): fwalk is depth-first
+    and top-down, so a directory's parent is always on the stack."""
+
+    def __init__(self, skip, uid, gid, dry_run, refused):
+        self.skip, self.uid, self.gid = skip, uid, gid
+        self.dry_run, self.refused = dry_run, refused
+        self.stack: list[tuple[str, int | None]] = []
+        self.rel_dir = ""
+        self.count, self.last = 0, ""
+
+    def begin(self, root: str, dst: str) -> None:
+        try:
+            fd = open_dir(root, dst, create=not self.dry_run)
+        except FileNotFoundError:
+            fd = None  # dry run, nothing there yet
+        self.stack.append(("", fd))
+
+    def end(self) -> None:
+        for _, fd in self.stack:
+            if fd is not None:
+                os.close(fd)
+        self.stack.clear()
+
+    def directory(self, rel_dir: str, dirnames: list, filenames: list, srcfd) -> None:
+        """Enter ``rel_dir`` ("" for the top): its copy made and opened;
+        links and skipped directories left out of the walk."""
+        self.rel_dir, kept = rel_dir, []
         for name in sorted(dirnames):
             rel = os.path.join(rel_dir, name)
-            if skip(rel):
+            if self.skip(rel):
                 continue
-            if os.path.islink(os.path.join(dirpath, name)):
-                filenames.append(name)  # copied as a link below, not walked
+            st = _lstat_at(name, srcfd)
+            if st is None:
+                continue  # removed meanwhile
+            if stat.S_ISLNK(st.st_mode):
+                filenames.append(name)  # copied as a link, not walked
                 continue
             kept.append(name)
         dirnames[:] = kept
-        target = os.path.join(dst, rel_dir)
-        if os.path.islink(target.rstrip("/")):
-            # planted in the new course between two runs: never write through it
-            raise UnsafePath(f"refusing to copy into {target}: a symbolic link")
-        if not dry_run:
-            os.makedirs(target, exist_ok=True)
-            shutil.copystat(dirpath, target, follow_symlinks=False)
-            _own(target, uid, gid)
-        for name in sorted(filenames):
-            rel = os.path.join(rel_dir, name)
-            if skip(rel):
-                continue
-            source, dest = os.path.join(dirpath, name), os.path.join(target, name)
-            if os.path.lexists(dest):
-                continue  # a re-run keeps what is there
-            st = os.lstat(source)
-            if not stat.S_ISLNK(st.st_mode) and (
-                not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
-            ):
-                if refused is not None:
-                    refused.append(rel)
-                continue
-            if stat.S_ISLNK(st.st_mode) and not dry_run:
-                os.symlink(os.readlink(source), dest)
-                _own(dest, uid, gid)
-            elif not dry_run:
-                _copy_file(source, dest)
-                _own(dest, uid, gid)
-            count += 1
-            if progress is not None:
-                progress.update(count, rel)
-    if progress is not None:
-        progress.done()
-    return count
+        if rel_dir:
+            self._enter(rel_dir)
+        self._set_stat(self.stack[-1][1], os.fstat(srcfd))
+
+    def _enter(self, rel_dir: str) -> None:
+        while self.stack[-1][0] != os.path.dirname(rel_dir):
+            _, fd = self.stack.pop()
+            if fd is not None:
+                os.close(fd)
+        parent, fd = self.stack[-1][1], None
+        if parent is not None:
+            name = os.path.basename(rel_dir)
+            with suppress(FileNotFoundError):  # dry run: not there
+                fd = _child_dir(os.dup(parent), name, not self.dry_run, rel_dir)
+        self.stack.append((rel_dir, fd))
+
+    def entry(self, name: str, srcfd: int) -> bool:
+        """Copy one file or link of the current directory; True if copied."""
+        rel = os.path.join(self.rel_dir, name)
+        dest = self.stack[-1][1]
+        if self.skip(rel) or (dest is not None and _lstat_at(name, dest)):
+            return False  # left out, or a re-run keeps what is there
+        st = _lstat_at(name, srcfd)
+        if st is None:
+            return False  # removed meanwhile
+        if not stat.S_ISLNK(st.st_mode) and (
+            not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
+        ):
+            if self.refused is not None:
+                self.refused.append(rel)
+            return False
+        if stat.S_ISLNK(st.st_mode) and not self.dry_run:
+            os.symlink(os.readlink(name, dir_fd=srcfd), name, dir_fd=dest)
+            if self._owning():
+                os.chown(name, *self._ids(), dir_fd=dest, follow_symlinks=False)
+        elif not self.dry_run:
+            _copy_file(name, srcfd, dest, rel, self)
+        self.count, self.last = self.count + 1, rel
+        return True
+
+    def _owning(self) -> bool:
+        return os.geteuid() == 0 and (self.uid is not None or self.gid is not None)
+
+    def _ids(self) -> tuple[int, int]:
+        uid, gid = self.uid, self.gid
+        return (-1 if uid is None else uid, -1 if gid is None else gid)
+
+    def _set_stat(self, fd: int | None, st: os.stat_result) -> None:
+        """Mode, times and owner of an open copy, by descriptor."""
+        if fd is None or self.dry_run:
+            return
+        os.chmod(fd, stat.S_IMODE(st.st_mode))
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if self._owning():
+            os.chown(fd, *self._ids())
 
 
-def _copy_file(source: str, dest: str) -> None:
-    """Copy one regular file, refusing one swapped for something else since
-    it was checked (O_NOFOLLOW, O_NONBLOCK, then fstat)."""
+def _lstat_at(name: str, dirfd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _copy_file(name: str, srcfd: int, destfd: int, rel: str, copier: _Copier) -> None:
+    """Copy one regular file between two open directories, refusing one
+    swapped for something else since it was checked (O_NOFOLLOW,
+    O_NONBLOCK, then fstat). The copy is made with O_EXCL, mode 0600 until
+    its mode and owner are set on its descriptor."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    fd = os.open(source, flags)
+    fd = os.open(name, flags, dir_fd=srcfd)
     with os.fdopen(fd, "rb") as src:
         st = os.fstat(src.fileno())
         if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-            raise UnsafePath(f"refusing to copy {source}: it changed while copying")
+            raise UnsafePath(f"refusing to copy {rel}: it changed while copying")
         os.set_blocking(src.fileno(), True)
-        with open(dest, "xb") as out:
-            shutil.copyfileobj(src, out)
-    shutil.copystat(source, dest, follow_symlinks=False)
-
-
-def _own(path: str, uid: int | None, gid: int | None) -> None:
-    if os.geteuid() == 0 and (uid is not None or gid is not None):
-        os.lchown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+        out = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(name, out, 0o600, dir_fd=destfd), "wb") as dest:
+            shutil.copyfileobj(src, dest)
+            dest.flush()
+            copier._set_stat(dest.fileno(), st)
 
 
 class Ledger:
