@@ -7,9 +7,12 @@ request ids) are tested through a real hub in test_spawn_events.py.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import os
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +29,7 @@ from aaltohub.audit import (
     current_request,
     rotated_files,
 )
-from aaltohub.audit_query import Query, Reader, parse_time
+from aaltohub.audit_query import Query, Reader, format_table, parse_time
 from aaltohub.auth import LDAPIdentityAuthenticator
 from aaltohub.demo.auth import DemoAuthenticator, write_password_hash
 
@@ -40,13 +43,19 @@ def lines(path) -> list[dict]:
 
 
 # --- records -----------------------------------------------------------------------
+def in_own_context(test):
+    """Run ``test`` in a copy of the context: the request it begins is not
+    left behind (a later test's server stop would wait for it to finish)."""
+    return functools.wraps(test)(
+        lambda *args, **kwargs: contextvars.copy_context().run(test, *args, **kwargs)
+    )
+
+
+@in_own_context
 def test_a_record_has_every_field_and_the_requests_id(tmp_path):
     log = AuditLog(destination="file", path=str(tmp_path / "audit.log"))
     context = begin_request("proxy-id-1234")
-    try:
-        log.record("login", actor="alice", target="alice", reason="x\ny")
-    finally:
-        begin_request("")  # leave no context behind for other tests
+    log.record("login", actor="alice", target="alice", reason="x\ny")
     log.record("logout", actor="alice", request_id="given")
     log.flush()
     first, second = lines(tmp_path / "audit.log")
@@ -57,6 +66,40 @@ def test_a_record_has_every_field_and_the_requests_id(tmp_path):
     log.close()
 
 
+def test_the_file_is_ascii_whatever_a_username_holds(tmp_path):
+    # a failed login records the typed name: terminal control characters
+    # (ESC, and C1's CSI, which JSON alone leaves raw) must not reach an
+    # operator's `cat audit.log`; the text reads back unchanged
+    log = AuditLog(destination="file", path=str(tmp_path / "audit.log"))
+    typed = "mall\x1b[2Jory\x9b31mä"
+    log.record("login", actor=typed, outcome="failed")
+    assert log.flush()
+    raw = (tmp_path / "audit.log").read_bytes()
+    assert raw.isascii() and b"\x1b" not in raw
+    (record,) = lines(tmp_path / "audit.log")
+    assert record["actor"] == typed
+    log.close()
+
+
+def test_the_first_record_touches_no_disk_on_the_callers_thread(tmp_path):
+    path = tmp_path / "new-dir" / "audit.log"
+    log = AuditLog(destination="file", path=str(path))
+    built_in = []
+    make = log._make_handler
+
+    def spy():
+        built_in.append(threading.current_thread())
+        return make()  # mkdir, open, expiry of rotated files
+
+    log._make_handler = spy
+    log.record("login", actor="alice")
+    log.flush()
+    assert built_in and threading.current_thread() not in built_in
+    assert lines(path)[0]["actor"] == "alice"
+    log.close()
+
+
+@in_own_context
 def test_a_request_context_runs_waiting_work_once_the_requester_is_known():
     context = begin_request("")
     seen = []
@@ -212,6 +255,15 @@ def test_cli_table_and_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AALTOHUB_AUDIT_LOG", path)
     status, out, _ = cli.main(["audit", "--limit", "1", "--json"]), *capsys.readouterr()
     assert status == 0 and json.loads(out)["action"] == "cull"
+
+
+def test_the_table_shows_no_terminal_control_from_a_record():
+    typed = "eve\x1b]0;pwned\x07\r\x1b[2Kroot\x9b1m\nx\u2028y"
+    record = {name: "" for name in FIELDS}
+    record.update(time="2026-11-26T03:40:00.000Z", actor=typed, action="login")
+    header, row = format_table([record]).split("\n")  # one line per record
+    assert row.isprintable() and header.isprintable()
+    assert "eve\ufffd]0;pwned\ufffd\ufffd\ufffd[2K" in row  # shown, not obeyed
 
 
 def test_time_forms():

@@ -283,6 +283,9 @@ async def test_recent_spawn_failures_of_the_course_with_their_causes(hub):
                outcome="failed", reason=HOSTILE_REASON)  # fmt: skip
     log.record("server-fail", actor="student1", course="exam", reason="other course")
     log.record("server-start", actor="student1", course="intro", reason="not a failure")
+    # The directory did not answer at a spawn: a failure, not a refusal.
+    log.record("spawn", actor="student1", target="student1", course="intro",
+               outcome="failed", reason="directory: no answer")  # fmt: skip
     # A refusal, through the hub: student2 asks for intro's instructor server.
     async with login(hub, "student2") as client:
         response = await client.post(
@@ -294,8 +297,11 @@ async def test_recent_spawn_failures_of_the_course_with_their_causes(hub):
     html = (await page(hub, "instructor1")).text
     failures = section(html, "failures")
     rows = re.findall(r'<tr class="spawn-failure">(.*?)</tr>', failures, re.S)
-    assert count(html, "failures") == len(rows) == 2
-    refused, failed = rows  # newest first
+    assert count(html, "failures") == len(rows) == 3
+    refused, outage, failed = rows  # newest first
+    assert '<td class="user">student1</td>' in outage
+    assert '<td class="what">did not start</td>' in outage
+    assert "directory: no answer" in outage
     assert '<td class="user">student2</td>' in refused
     assert '<td class="what">refused</td>' in refused
     assert "not an instructor of Introduction to Programming" in refused
@@ -365,6 +371,24 @@ async def test_untrusted_titles_and_names_are_escaped(hub):
     assert escape(HOSTILE_USER) in section(html, "students")
 
 
+async def test_a_slow_directory_does_not_hold_the_page(hub, monkeypatch):
+    from aaltohub.local import LocalCourseSpawner
+
+    async def hanging(*args, **kwargs):
+        await asyncio.Event().wait()
+
+    await page(hub, "groupie", "exam")  # groupie's groups are known now
+    monkeypatch.setattr(LocalCourseSpawner, "get_viewer", hanging)
+    monkeypatch.setattr(
+        course_page.course_page(hub.tornado_settings["config"]), "timeout", 0.5
+    )
+    # the groups last seen, or none: an admin is still an admin
+    assert (await page(hub, "groupie", "exam")).status_code == 200
+    html = (await page(hub, "admin1", "evil")).text
+    # what the empty list means, truthfully: the hub's recent records only
+    assert "the last 5000 of the whole hub since it" in section(html, "no-failures")
+
+
 # --- the link from the home page ------------------------------------------------------
 async def home(app, user: str, wait_for: str = "") -> str:
     """The home page; its list is filled in the background (directory
@@ -386,7 +410,9 @@ async def test_home_lists_the_courses_a_user_teaches(hub):
             r'<a href="/hub/courses/([^"]+)">([^<]*)</a>', html
         )
     )
-    assert set(links) == {"intro", "ml-private", "evil"}  # not the archived "old"
+    # "old" is archived (closed): not offered, but its page still works
+    assert set(links) == {"intro", "ml-private", "evil", "old"}
+    assert (await page(hub, "instructor1", "old")).status_code == 200
     assert links["intro"] == "Introduction to Programming"
     assert links["evil"] == escape(TITLE)
     # through a directory group, known once looked up in the background

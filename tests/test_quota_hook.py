@@ -62,6 +62,21 @@ async def test_near_quota_user_is_warned_three_ways(config):
     assert plan.notices[0] == "Your home directory is 95 % full (9.5 GiB of 10.0 GiB)."
 
 
+async def test_the_hook_alone_sets_the_users_over_threshold_metric(config):
+    from aaltohub import metrics
+
+    gauge = metrics.QUOTA_USERS_OVER_THRESHOLD
+    gauge.set(-1)
+    # No web banner configured: the hook is the only reader of the report.
+    await QuotaHook(config=config).apply(ctx(ident("bob")), SpawnPlan())
+    over = gauge._value.get()
+    assert over >= 1  # darstr1 at 95 % at least
+    lower = config.copy()  # another hub config, another policy
+    lower.QuotaPolicy.threshold = 0.2
+    await QuotaHook(config=lower).apply(ctx(ident("bob")), SpawnPlan())
+    assert gauge._value.get() > over  # bob (20 %) and others now count
+
+
 async def test_under_threshold_nothing_is_added(config):
     plan = SpawnPlan()
     await QuotaHook(config=config).apply(ctx(ident("bob")), plan)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from aaltohub import metrics
+from aaltohub.audit import audit_log
 from aaltohub.config_check import check
 from aaltohub.servers import ServerRecord
 from aaltohub.slurm import SlurmCourseSpawner
@@ -201,7 +203,62 @@ async def test_a_restarted_hub_finds_the_job_and_stops_it(config, slurm_state):
 async def test_a_job_that_vanishes_is_seen_as_stopped(config, slurm_state):
     spawner, _ = await start_ml(config)
     (slurm_state / "job-4242").unlink()  # e.g. the time limit ended it
+    before = running()
     assert await spawner.poll() == 1
+    gone = audit_log(config).recent(action="server-stop", target="student1")[-1]
+    assert gone["reason"] == "exited by itself" and running() == before - 1
+
+
+# --- audit records and metrics (SpawnEventsMixin) -------------------------------------
+def running(course="ml-private", role="student") -> float:
+    return metrics.RUNNING_SERVERS.labels(course=course, role=role)._value.get()
+
+
+def failures(cause: str, course="ml-private") -> float:
+    return metrics.SPAWN_FAILURES.labels(course=course, cause=cause)._value.get()
+
+
+async def test_a_job_start_and_stop_are_recorded_and_counted(config):
+    log = audit_log(config)
+    before = running()
+    spawner, _ = await start_ml(config)
+    started = log.recent(action="server-start", target="student1")[-1]
+    assert started["course"] == "ml-private" and started["reason"] == "role student"
+    assert running() == before + 1
+    await spawner.stop()
+    stopped = log.recent(action="server-stop", target="student1")[-1]
+    assert stopped["course"] == "ml-private"
+    assert running() == before
+
+
+@pytest.mark.parametrize(
+    ("sbatch", "cause", "words"),
+    [
+        (
+            "import sys; sys.exit('sbatch: error: invalid partition')",
+            "unschedulable",
+            "sbatch refused the job: sbatch: error: invalid partition",
+        ),
+        ("import time; time.sleep(5)", "timeout", "did not answer"),
+        # submitted, then gone from the queue before it ran
+        ("print(4242)", "crash", "disappeared"),
+    ],
+)
+async def test_a_job_that_fails_is_recorded_with_its_cause(
+    config, slurm_state, sbatch, cause, words
+):
+    write_tool(slurm_state.parent / "fakebin", "sbatch", sbatch + "\n")
+    config.CourseWrapSpawner.backends["slurm"]["settings"]["command_timeout"] = 1
+    log = audit_log(config)
+    before, failed = running(), failures(cause)
+    spawner = wrapper(config, "student1")
+    await pre_spawn(spawner, {"profile": "ml-private"})
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(spawner.start(), 10)
+    record = log.recent(action="server-fail", target="student1")[-1]
+    assert record["course"] == "ml-private" and record["outcome"] == "failed"
+    assert record["reason"].startswith(f"{cause}: ") and words in record["reason"]
+    assert failures(cause) == failed + 1 and running() == before
 
 
 # --- batchspawner, made safer ---------------------------------------------------------

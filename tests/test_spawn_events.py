@@ -213,9 +213,15 @@ async def test_login_records_carry_the_proxys_request_id(hubs):
     ) as http:
         assert http.login_status == 302
         assert (await http.get("/hub/logout")).status_code < 400
+    # Another user's requests with the same header: their own ids.
+    async with client(hubs, "student1", **{"X-Request-Id": "req-from-proxy-42"}):
+        pass
     failed, ok = hubs.records(action="login", actor="student2")[-2:]
+    other = hubs.records(action="login", actor="student1")[-1]
     assert (failed["outcome"], failed["reason"]) == ("failed", "bad credentials")
-    assert ok["outcome"] == "ok" and ok["request_id"] == "req-from-proxy-42"
+    assert ok["outcome"] == "ok" and ok["request_id"].startswith("req-from-proxy-42.")
+    assert other["request_id"].startswith("req-from-proxy-42.")
+    assert other["request_id"] != ok["request_id"]
     assert failed["request_id"] and failed["request_id"] != ok["request_id"]
     logout = hubs.records(action="logout")[-1]
     assert (logout["actor"], logout["target"]) == ("student2", "student2")
@@ -247,6 +253,54 @@ async def test_a_refused_spawn_says_why(hubs):
         cause="refused",
     )
     assert after == before + 1
+
+
+DOWN = "The directory did not answer; try again soon."
+
+
+async def test_a_directory_outage_at_spawn_is_a_failure_not_a_refusal(
+    hubs, monkeypatch
+):
+    from aaltohub.identity.base import IdentityUnavailable
+    from aaltohub.local import LocalCourseSpawner
+
+    async def down(*args, **kwargs):
+        raise IdentityUnavailable(DOWN)
+
+    async def count(cause):
+        text = await hubs.metrics()
+        return value(
+            text, "aaltohub_spawn_failures_total", course="ml-private", cause=cause
+        )
+
+    before = {cause: await count(cause) for cause in ("directory", "refused")}
+    fails = len(hubs.records(action="server-fail", actor="student2"))
+    async with client(hubs, "student2") as http:
+        # JupyterHub makes a new spawner object for the spawn: patch its class.
+        monkeypatch.setattr(LocalCourseSpawner, "get_viewer", down)
+        response = await http.post(
+            "/hub/api/users/student2/server", json={"profile": "ml-private"}
+        )
+        monkeypatch.undo()
+    assert response.status_code == 503, response.text
+    record = hubs.records(action="spawn", actor="student2")[-1]
+    assert (record["outcome"], record["course"]) == ("failed", "ml-private")
+    assert record["reason"] == f"directory: {DOWN}"
+    assert await count("directory") == before["directory"] + 1
+    assert await count("refused") == before["refused"]  # so the alert sees it
+    # Counted once: no second record (cause "other") from the start.
+    assert len(hubs.records(action="server-fail", actor="student2")) == fails
+
+
+async def test_every_cause_counted_is_a_declared_one():
+    from aaltohub.kube.starting import METRIC_CAUSES
+
+    assert set(METRIC_CAUSES.values()) <= set(metrics.FAILURE_CAUSES)
+    counter = metrics.SPAWN_FAILURES.labels(course="t-causes", cause="other")
+    before = counter._value.get()
+    assert metrics.count_spawn_failure("t-causes", "made-up") == "other"
+    assert metrics.count_spawn_failure("t-causes", "image") == "image"
+    assert counter._value.get() == before + 1
 
 
 async def test_start_restart_and_cull_keep_running_servers_right(hubs):
@@ -345,6 +399,15 @@ async def test_admin_api_actions_are_recorded_and_users_own_are_not(hubs):
 
 
 # --- where the request hooks are installed ------------------------------------------
+async def test_a_request_id_is_never_only_what_the_client_sent():
+    ours = hub_events.request_id("")
+    assert len(ours) == 32 and ours != hub_events.request_id("")
+    given = hub_events.request_id("abc-1234")
+    assert given.startswith("abc-1234.") and len(given) == 9 + 32
+    for bad in ("short", "a\r\nX-Evil: 1 abcdef", "x" * 200):
+        assert "." not in hub_events.request_id(bad)  # not a token: ours only
+
+
 async def test_configure_keeps_the_deployers_settings_and_is_idempotent():
     c = Config()
     c.JupyterHub.tornado_settings = {"compress_response": True, "slow_spawn_timeout": 3}

@@ -69,7 +69,7 @@ MAX_REASON = 500
 ACTIONS = {
     "login": ("ok", "failed"),
     "logout": ("ok",),
-    "spawn": ("ok", "refused"),
+    "spawn": ("ok", "refused", "failed"),
     "server-start": ("ok",),
     "server-fail": ("failed",),
     "server-stop": ("ok",),
@@ -238,6 +238,8 @@ class AuditLog(LoggingConfigurable):
         self._lock = threading.Lock()
         self._listener: logging.handlers.QueueListener | None = None
         self._queue: queue.SimpleQueue | None = None
+        #: A record was not written (destination off, or not queued).
+        self._unwritten = False
 
     # --- writing ---------------------------------------------------------------------
     def record(self, action: str, **fields) -> dict:
@@ -246,11 +248,13 @@ class AuditLog(LoggingConfigurable):
         entry = make_record(action, **fields)
         self._recent.append(entry)
         if self.destination == "off":
+            self._unwritten = True
             return entry
         try:
             self._ensure_started()
             self._queue.put(_line_record(entry))
         except Exception as e:  # an audit failure must not fail a login
+            self._unwritten = True
             self.log.error("audit log: could not queue %s: %r", action, e)
         return entry
 
@@ -263,13 +267,20 @@ class AuditLog(LoggingConfigurable):
             if all(r.get(k) == v for k, v in match.items())
         ]
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every queued record is written (tests, CLI exit)."""
-        done = threading.Event()
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued record is written (tests, CLI exit).
+
+        True only if every record so far was written without an error
+        (``retention apply`` deletes nothing otherwise); False after a
+        write error, a record that could not be queued, destination 'off'
+        or ``timeout`` seconds."""
+        if self._unwritten:
+            return False
         if self._queue is None:
-            return
-        self._queue.put(_FlushMarker(done))
-        done.wait(timeout)
+            return True  # nothing was recorded
+        marker = _FlushMarker(threading.Event())
+        self._queue.put(marker)
+        return marker.event.wait(timeout) and marker.ok
 
     def close(self) -> None:
         with self._lock:
@@ -285,8 +296,11 @@ class AuditLog(LoggingConfigurable):
         with self._lock:
             if self._listener is not None:
                 return
-            handler = self._make_handler()
-            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._check_path()
+            # Built by the writing thread at the first record: mkdir, open
+            # and the expiry of rotated files touch the disk, never the
+            # caller's thread (the hub's event loop).
+            handler = _LazyHandler(self._make_handler)
             self._queue = queue.SimpleQueue()
             listener = logging.handlers.QueueListener(
                 self._queue, _FlushingHandler(handler)
@@ -298,11 +312,7 @@ class AuditLog(LoggingConfigurable):
     def _make_handler(self) -> logging.Handler:
         if self.destination == "stdout":
             return logging.StreamHandler(sys.stdout)
-        if not self.path:
-            raise ValueError(
-                "c.AuditLog.destination is 'file' but c.AuditLog.path is empty;"
-                " set a path on the hub's volume, e.g. /srv/jupyterhub/audit.log"
-            )
+        self._check_path()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         handler = _RetainingFileHandler(
             self.path,
@@ -313,6 +323,13 @@ class AuditLog(LoggingConfigurable):
         handler.retention_seconds = self.retention_days * 86400
         handler.delete_expired()
         return handler
+
+    def _check_path(self) -> None:
+        if self.destination == "file" and not self.path:
+            raise ValueError(
+                "c.AuditLog.destination is 'file' but c.AuditLog.path is empty;"
+                " set a path on the hub's volume, e.g. /srv/jupyterhub/audit.log"
+            )
 
 
 def audit_log(config) -> AuditLog:
@@ -357,12 +374,15 @@ def rotated_files(path: str) -> list[Path]:
 class _FlushMarker:
     def __init__(self, event: threading.Event):
         self.event = event
+        self.ok = False  # set by the writing thread before the event
 
 
 def _line_record(entry: dict) -> logging.LogRecord:
-    # Keys in FIELDS order; ensure_ascii=False keeps names readable, and
-    # json escapes newlines, so one record is always one line.
-    line = json.dumps({k: entry[k] for k in FIELDS}, ensure_ascii=False)
+    # Keys in FIELDS order. ASCII only: a typed username or a reason can
+    # hold terminal control characters (C1 ones too, which JSON leaves
+    # as they are), and operators `cat` and `grep` this file; json escapes
+    # newlines, so one record is always one line.
+    line = json.dumps({k: entry[k] for k in FIELDS})
     return logging.makeLogRecord({"msg": line, "levelno": logging.INFO})
 
 
@@ -373,16 +393,65 @@ class _FlushingHandler(logging.Handler):
         super().__init__()
         self.inner = inner
         self.handlers = [inner]
+        #: Write errors so far: logging's emit() reports them only to
+        #: handleError (a traceback on stderr), so count them there.
+        self.errors = 0
+        report = inner.handleError
+
+        def handle_error(record):
+            self.errors += 1
+            report(record)
+
+        inner.handleError = handle_error
 
     def handle(self, record):
         if isinstance(record, _FlushMarker):
-            self.inner.flush()
+            try:
+                self.inner.flush()
+            except Exception:  # e.g. ENOSPC: records before it are lost
+                self.errors += 1
+            record.ok = self.errors == 0
             record.event.set()
             return True
         return self.inner.handle(record)
 
     def close(self):
-        self.inner.close()
+        try:
+            self.inner.close()
+        except OSError:  # the last buffered records could not be written
+            self.errors += 1
+        super().close()
+
+
+class _LazyHandler(logging.Handler):
+    """The real handler, built by ``make()`` at the first record, in the
+    thread that writes (the listener's)."""
+
+    def __init__(self, make: Callable[[], logging.Handler]):
+        super().__init__()
+        self.make = make
+        self.real: logging.Handler | None = None
+
+    def handle(self, record):
+        if self.real is None:
+            try:
+                real = self.make()
+            except Exception:  # e.g. the directory cannot be made: say so
+                self.handleError(record)
+                return False
+            real.setFormatter(logging.Formatter("%(message)s"))
+            # Write errors are reported where the caller counts them.
+            real.handleError = lambda r: self.handleError(r)
+            self.real = real
+        return self.real.handle(record)
+
+    def flush(self):
+        if self.real is not None:
+            self.real.flush()
+
+    def close(self):
+        if self.real is not None:
+            self.real.close()
         super().close()
 
 

@@ -143,7 +143,9 @@ def format_table(records: list[dict]) -> str:
     """A plain-text table, one line per record (long values are cut)."""
 
     def cell(value: str, width: int) -> str:
-        value = value.replace("\n", " ")
+        # Records hold untrusted text (a failed login's typed username):
+        # no escape sequence, carriage return or newline reaches the terminal.
+        value = "".join(c if c.isprintable() else "\ufffd" for c in str(value))
         return value if len(value) <= width else value[: width - 1] + "…"
 
     rows = [[cell(r[name], width) for name, width in _COLUMNS] for r in records]

@@ -21,7 +21,6 @@ does not know (or cannot be served, e.g. system uids) are refused.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from typing import Any
 
@@ -38,7 +37,7 @@ from traitlets import (
     validate,
 )
 
-from .audit import audit_log
+from .auth_audit import audited_login, note_refusal
 from .catalog import CourseCatalog
 from .config_check import raise_for_problems
 from .identity import (
@@ -67,29 +66,6 @@ _REASONS = {
     InvalidIdentity: "invalid-identity",
     IdentityUnavailable: "directory-unavailable",
 }
-
-
-#: Refusal codes -> the reason a failed login's audit record gives.
-_AUDIT_REASONS = {
-    "wrong-password": "bad credentials",
-    "missing-credentials": "bad credentials",
-    "empty-password": "bad credentials",
-    "ldap-unavailable": "directory unreachable",
-    "directory-unavailable": "directory unreachable",
-}
-
-# The refusal code of the login being handled: get_authenticated_user sets
-# a holder, _refuse fills it (same task), the audit record reads it.
-_LOGIN_ATTEMPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
-    "aaltohub_login_attempt", default=None
-)
-
-
-def _audit_reason(code: str) -> str:
-    if not code:
-        # The base authenticator said no, or allowed_users/blocked_users did.
-        return "bad credentials or not allowed"
-    return _AUDIT_REASONS.get(code, code.replace("-", " "))
 
 
 def _reason(error: IdentityError) -> str:
@@ -196,9 +172,7 @@ class IdentityAuthenticatorMixin(Authenticator):
     def _refuse(self, handler, username, reason: str, message: str = "", detail=""):
         """Log a refused login; show ``message`` on the login page if there is
         one (a real request), else return None like a failed password."""
-        attempt = _LOGIN_ATTEMPT.get()
-        if attempt is not None:
-            attempt["reason"] = reason
+        note_refusal(reason)  # for the login's audit record
         self.log.warning(
             "auth user=%s outcome=refused reason=%s%s",
             _show(username),
@@ -213,37 +187,8 @@ class IdentityAuthenticatorMixin(Authenticator):
     async def get_authenticated_user(self, handler, data):
         """JupyterHub's login, with one audit record per attempt: the name
         typed (normalized) and why it failed; never the password."""
-        attempt = {"reason": ""}
-        reset = _LOGIN_ATTEMPT.set(attempt)
-        try:
-            model = await super().get_authenticated_user(handler, data)
-        except Exception:
-            self._audit_login(data, None, attempt["reason"] or "internal-error")
-            raise
-        finally:
-            _LOGIN_ATTEMPT.reset(reset)
-        self._audit_login(data, model, attempt["reason"])
-        return model
-
-    def _audit_login(self, data, model, code: str) -> None:
-        if model:
-            name = model.get("name", "")
-        else:
-            raw = (data or {}).get("username") if isinstance(data, dict) else None
-            try:
-                name = (
-                    self.normalize_username(raw.strip()) if isinstance(raw, str) else ""
-                )
-            except Exception:
-                name = str(raw)
-            name = name if len(name) <= 64 else name[:64] + "..."
-        audit_log(self.config).record(
-            "login",
-            actor=name,
-            target=name,
-            outcome="ok" if model else "failed",
-            reason="" if model else _audit_reason(code),
-        )
+        login = super().get_authenticated_user(handler, data)
+        return await audited_login(self, data, login)
 
     async def run_post_auth_hook(self, handler, auth_model):
         # Runs inside get_authenticated_user after the name was normalised and

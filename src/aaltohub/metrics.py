@@ -61,13 +61,16 @@ SPAWN_DURATION = Histogram(
     buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
 )
 
-#: The causes a spawn failure is counted under (``SPAWN_FAILURES``).
+#: The causes a spawn failure is counted under (``SPAWN_FAILURES``); an
+#: adapter's cause outside this list is counted as "other"
+#: (:func:`count_spawn_failure`).
 FAILURE_CAUSES = (
     "image",
     "unschedulable",
     "mount",
     "timeout",
     "refused",
+    "directory",
     "crash",
     "other",
 )
@@ -76,9 +79,24 @@ SPAWN_FAILURES = Counter(
     "aaltohub_spawn_failures",
     "Spawns that did not start, by course and cause: image (pull failed),"
     " unschedulable (no room), mount (storage), timeout, refused (the access"
-    " check said no), crash (the server exited), other.",
+    " check said no), directory (the user's groups could not be looked up),"
+    " crash (the server exited), other.",
     ["course", "cause"],
 )
+
+
+def failure_cause(cause: str) -> str:
+    """``cause`` if it is one of :data:`FAILURE_CAUSES`, else "other"."""
+    return cause if cause in FAILURE_CAUSES else "other"
+
+
+def count_spawn_failure(course: str, cause: str) -> str:
+    """Count one failure in ``SPAWN_FAILURES`` (the only place that does),
+    under a declared cause; returns the cause it was counted under."""
+    cause = failure_cause(cause)
+    SPAWN_FAILURES.labels(course=course, cause=cause).inc()
+    return cause
+
 
 CULLS = Counter(
     "aaltohub_culls",

@@ -291,10 +291,16 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
         known = choice.course.slug if choice.course else ""
         try:
             viewer = await self.get_viewer(strict=True)
+        except IdentityUnavailable as e:
+            # An outage, not the user's fault: a failure that alerts
+            # (cause "directory"), not a refusal.
+            self._audit(profile, choice.role, "failed", str(e), logging.ERROR, known)
+            err = user_error(503, str(e))
+            err.audit_recorded = True  # SpawnEventsMixin: counted here
+            raise err from e
         except IdentityError as e:
-            status = 503 if isinstance(e, IdentityUnavailable) else 403
             self._audit(profile, choice.role, "refused", str(e), logging.WARNING, known)
-            raise user_error(status, str(e)) from e
+            raise user_error(403, str(e)) from e
         try:
             access.check(choice.course, viewer, choice.role, self.catalog.rules)
         except AccessDenied as e:
@@ -305,17 +311,20 @@ class CourseSpawnMixin(SpawnerIdentityMixin):
     def _audit(self, profile, role, outcome, reason="", level=logging.INFO, course=""):
         if outcome in ("planned", "refused"):
             metrics.SPAWN_AUTHORIZATIONS.labels(outcome=outcome, role=role).inc()
-        if outcome == "refused":
+        if outcome in ("refused", "failed"):
             # Only a course of the catalog is a label: the profile is user input.
-            metrics.SPAWN_FAILURES.labels(course=course, cause="refused").inc()
-        if outcome == "refused" and not course:
-            reason = f"{reason} (profile {str(profile)[:80]!r})"
+            cause = "refused" if outcome == "refused" else "directory"
+            metrics.count_spawn_failure(course, cause)
+            if outcome == "failed":
+                reason = f"{cause}: {reason}"
+            if not course:
+                reason = f"{reason} (profile {str(profile)[:80]!r})"
         audit_log(self.config).record(
             "spawn",
             actor=self.user.name,
             target=server_target(self.user.name, getattr(self, "name", "") or ""),
             course=course or (profile if outcome == "planned" else ""),
-            outcome="refused" if outcome == "refused" else "ok",
+            outcome=outcome if outcome in ("refused", "failed") else "ok",
             reason=reason,
         )
         self.log.log(

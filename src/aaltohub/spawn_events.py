@@ -2,17 +2,19 @@
 and per-course metrics.
 
 It goes first in an adapter's bases (``CourseSpawner``,
-``LocalCourseSpawner``), so it sees the whole of ``start()``: the plan, the
-backend's start and its failure (an adapter that defines ``start`` itself
-wraps it in :meth:`SpawnEventsMixin.recorded_start`). What it writes:
+``LocalCourseSpawner``, ``SlurmCourseSpawner``), so it sees the whole of
+``start()``: the plan, the backend's start and its failure (an adapter
+that defines ``start`` itself wraps it in
+:meth:`SpawnEventsMixin.recorded_start`). What it writes:
 
 - ``server-start`` when ``start()`` returned (the pod or process runs;
   JupyterHub then waits ``http_timeout`` for it to answer, and a server
   that never answers is stopped: ``server-stop`` with that reason);
 - ``server-fail`` (reason ``<cause>: <what the user was told>``) when
   ``start()`` raised; the cause is one of :data:`metrics.FAILURE_CAUSES`,
-  set by the adapter in :attr:`start_failure_cause`, or ``timeout`` when
-  JupyterHub gave up after ``start_timeout``;
+  set by the adapter in :attr:`start_failure_cause` (a name outside that
+  list is counted as ``other``), or ``timeout`` when JupyterHub gave up
+  after ``start_timeout``;
 - ``server-stop`` or ``cull`` (the stop request came from one of
   ``AuditLog.cull_services``) when a running server stops, and
   ``server-stop`` with reason "exited by itself" when the hub finds a
@@ -125,19 +127,21 @@ class SpawnEventsMixin(LoggingConfigurable):
         self._events_failed = True
         status = getattr(error, "status_code", 500)
         cause = self.start_failure_cause
-        refused = status in (400, 403) or (
-            status == 503 and self._events_pending is None
-        )
-        if not cause and refused:
-            return  # refused before the plan: the spawn record says why
+        recorded = status in (400, 403) or getattr(error, "audit_recorded", False)
+        if not cause and recorded:
+            # Refused, or the directory failed, before the plan: the spawn
+            # record (spawn.py) says why and counted it.
+            return
         if not cause:
             timed_out = isinstance(error, TimeoutError | asyncio.CancelledError)
             cause = "timeout" if timed_out else "other"
         reason = self.start_failure_reason or _first_line(error) or cause
         course = self._event_labels()[0] or (self._events_pending or "")
         metrics.SPAWN_DURATION.labels(course=course, outcome="failure").observe(took)
-        metrics.SPAWN_FAILURES.labels(course=course, cause=cause).inc()
-        self._event("server-fail", course, "failed", f"{cause}: {reason}")
+        counted = metrics.count_spawn_failure(course, cause)
+        if counted != cause:  # an adapter's own name: keep it in the words
+            reason = f"{cause}: {reason}"
+        self._event("server-fail", course, "failed", f"{counted}: {reason}")
 
     # --- stop ------------------------------------------------------------------------
     async def stop(self, now=False):

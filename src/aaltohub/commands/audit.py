@@ -72,7 +72,8 @@ def run(args) -> int:
         records = records[-args.limit :]
     if args.json:
         for record in records:
-            print(json.dumps(record, ensure_ascii=False))
+            # ASCII: the records' text is untrusted (control characters)
+            print(json.dumps(record))
     elif records:
         print(format_table(records))
     else:

@@ -6,7 +6,11 @@ the job as SlurmSpawner does. ``apply_plan`` renders the plan into the job
 (see :mod:`aaltohub.slurm.script`): the uid check, umask and generated
 files go into the script's ``{prologue}``, the container with the plan's
 mounts in front of ``{cmd}``, the environment into the job's environment,
-CPU and memory into ``req_nprocs`` and ``req_memory``.
+CPU and memory into ``req_nprocs`` and ``req_memory``. Starts, failures
+(cause ``unschedulable``: sbatch did not take the job; ``timeout``: a batch
+command hung; ``crash``: the job left the queue or died at once) and stops
+go to the audit log and the metrics through
+:class:`~aaltohub.spawn_events.SpawnEventsMixin`.
 
 Two changes to batchspawner's behaviour, for safety: commands (sbatch,
 squeue, scancel and ``exec_prefix``) run without a shell, split with
@@ -27,11 +31,46 @@ from traitlets import Float, Unicode, default
 
 from ..local.profiles_form import CourseProfilesMixin
 from ..spawn import user_error
+from ..spawn_events import SpawnEventsMixin
 from ..storage.paths import UnsafePath
 from . import script
 
 
-class SlurmCourseSpawner(CourseProfilesMixin, SlurmSpawner):
+class BatchCommandError(RuntimeError):
+    """A batch command (sbatch, squeue, scancel) failed or timed out.
+    A RuntimeError whose first argument is its stderr, as batchspawner
+    expects (it reads a failed squeue's stderr as the job's state)."""
+
+    def __init__(self, message: str, *, timed_out=False, submitting=False):
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.submitting = submitting
+
+
+def _passwd_home(name: str) -> str:
+    # In a thread: sssd or LDAP behind the passwd database can hang.
+    try:
+        return pwd.getpwnam(name).pw_dir
+    except KeyError:
+        return ""
+
+
+def _job_failure(error: RuntimeError) -> tuple[str, str]:
+    """(cause, reason) of a failed start, for the audit and the metrics:
+    a batch command that timed out, sbatch refusing the job (limits,
+    partition, no such resources), or a job that vanished from the queue
+    or died at once (batchspawner's RuntimeError)."""
+    first = (str(error).splitlines() or [""])[0]
+    if isinstance(error, BatchCommandError) and error.timed_out:
+        return "timeout", first
+    if isinstance(error, BatchCommandError) and error.submitting:
+        return "unschedulable", f"sbatch refused the job: {first}"
+    if "no jobid" in first:
+        return "other", first
+    return "crash", first
+
+
+class SlurmCourseSpawner(SpawnEventsMixin, CourseProfilesMixin, SlurmSpawner):
     """A Slurm job per course server, with the course plan applied."""
 
     storage_root = Unicode(
@@ -105,26 +144,46 @@ class SlurmCourseSpawner(CourseProfilesMixin, SlurmSpawner):
 
     @default("req_homedir")
     def _homedir_default(self):
-        # batchspawner asks the hub's passwd database; course users need no
-        # account on the hub. After a restart the record knows the home.
+        # batchspawner asks the hub's passwd database, on the event loop
+        # (sssd or LDAP can hang it), and course users need no account on
+        # the hub: apply_plan sets the plan's home. After a restart the
+        # record knows it.
         record = self.server_record
         if record is not None and record.backend.get("homedir"):
             return record.backend["homedir"]
-        try:
-            return pwd.getpwnam(self.user.name).pw_dir
-        except KeyError:
-            return ""
+        return ""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._plan = None
         self._uid = None
         self._container = ""
+        self._submitting = False  # sbatch runs: a failure is a job not taken
 
     async def start(self):
+        # Recorded (audit, metrics) by SpawnEventsMixin around the whole start.
+        return await self.recorded_start(self._start_job)
+
+    async def _start_job(self):
         self._plan = None
         await self.plan_spawn()  # authorize, plan, apply_plan below
-        return await super().start()
+        if not self.req_homedir:  # a profile without a plan: the hub's passwd
+            self.req_homedir = await asyncio.to_thread(_passwd_home, self.user.name)
+        try:
+            # SlurmSpawner's, past SpawnEventsMixin.start (which would
+            # record this start a second time).
+            return await SlurmSpawner.start(self)
+        except RuntimeError as e:
+            # For SpawnEventsMixin's record and aaltohub_spawn_failures.
+            self.start_failure_cause, self.start_failure_reason = _job_failure(e)
+            raise
+
+    async def submit_batch_script(self):
+        self._submitting = True
+        try:
+            return await super().submit_batch_script()
+        finally:
+            self._submitting = False
 
     async def apply_plan(self, plan, course, role) -> dict:
         identity = await self.get_identity()
@@ -213,13 +272,15 @@ class SlurmCourseSpawner(CourseProfilesMixin, SlurmSpawner):
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise RuntimeError(
-                f"{argv[0]} did not answer in {self.command_timeout:g} s"
+            raise BatchCommandError(
+                f"{argv[0]} did not answer in {self.command_timeout:g} s",
+                timed_out=True,
+                submitting=self._submitting,
             ) from None
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip()
             self.log.error("%s exited with %s: %s", argv[0], proc.returncode, message)
-            raise RuntimeError(message)
+            raise BatchCommandError(message, submitting=self._submitting)
         return out.decode(errors="replace").strip()
 
     # --- environment and progress -----------------------------------------------------

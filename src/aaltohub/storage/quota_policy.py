@@ -65,8 +65,14 @@ class QuotaPolicy(LoggingConfigurable):
 
     @property
     def source(self) -> QuotaSource:
-        """The configured source, one per hub config (it keeps caches)."""
-        return shared_instance(self.source_class, self.config)
+        """The configured source, one per hub config (it keeps caches). A
+        report source is given the threshold here, so each new report sets
+        aaltohub_quota_users_over_threshold whichever part reads it (the
+        spawn hook alone, the hub's pages, the course page)."""
+        source = shared_instance(self.source_class, self.config)
+        if hasattr(source, "warn_threshold"):
+            source.warn_threshold = self.threshold
+        return source
 
     def warns(self, usage: Usage | None) -> bool:
         return usage is not None and usage.over_threshold(self.threshold)

@@ -11,8 +11,11 @@ course's announcements.
 
 Nothing here blocks the event loop: the catalog is refreshed with its own
 async API (a scan in a thread), the quota source and the announcements file
-are asked in threads with ``c.CoursePage.timeout``, and the home page's list
-is read from memory (refreshed in the background, like the quota banner).
+are asked in threads with ``c.CoursePage.timeout``, the user's directory
+groups too, and the home page's list is read from memory (refreshed in the
+background, like the quota banner). The list has every course the user
+instructs, also after its term: the page itself follows
+:func:`~aaltohub.access.manages`, which ignores the term.
 
 Enable it in ``jupyterhub_config.py`` with one line::
 
@@ -53,10 +56,13 @@ TEMPLATE_VAR = "aaltohub_courses"
 #: like are unknown courses (404).
 URL_PATTERN = r"/courses/([^/]+)/?"
 #: The audit records that mean "a server of this course did not start", as
-#: (action, outcome): a start that failed (the cause in ``reason``), and a
-#: spawn the access check refused (the user is not on the course). The names
-#: are those of ``aaltohub.audit.ACTIONS`` (docs/operations.md, "Audit log").
-FAILURES = frozenset({("server-fail", "failed"), ("spawn", "refused")})
+#: (action, outcome): a start that failed (the cause in ``reason``), a spawn
+#: that failed before its start (the directory did not answer), and a spawn
+#: the access check refused (the user is not on the course). The names are
+#: those of ``aaltohub.audit.ACTIONS`` (docs/operations.md, "Audit log").
+FAILURES = frozenset(
+    {("server-fail", "failed"), ("spawn", "failed"), ("spawn", "refused")}
+)
 
 
 class CoursePage(LoggingConfigurable):
@@ -85,6 +91,32 @@ class CoursePage(LoggingConfigurable):
         super().__init__(**kwargs)
         self._viewers: dict[str, tuple[Viewer, float]] = {}
         self._inflight: dict[str, asyncio.Task] = {}
+        # username -> ((viewer, catalog generation), the courses they teach)
+        self._taught: dict[str, tuple[tuple, list[dict[str, str]]]] = {}
+
+    def taught(self, viewer: Viewer, catalog: CourseCatalog) -> list[dict[str, str]]:
+        """The courses ``viewer`` instructs, whatever their term (their page
+        still works after it, :func:`~aaltohub.access.manages`), by name.
+        Every course is checked, so the answer is kept until the viewer's
+        groups or the catalog change; the background refresh builds it."""
+        key = (viewer, catalog.generation)
+        hit = self._taught.get(viewer.username)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        rules = catalog.rules
+        # Admins manage every course; the list shows only those they teach.
+        courses = sorted(
+            (
+                c
+                for c in list(catalog.courses.values())
+                if manages(c, viewer, rules)
+                and enrolment(c, viewer, rules) is Enrolment.INSTRUCTOR
+            ),
+            key=lambda c: (c.name.lower(), c.slug),
+        )
+        found = [{"slug": c.slug, "name": c.name} for c in courses]
+        self._taught[viewer.username] = (key, found)
+        return found
 
     def remember(self, viewer: Viewer) -> None:
         self._viewers[viewer.username] = (viewer, time.monotonic())
@@ -112,12 +144,13 @@ class CoursePage(LoggingConfigurable):
 
     async def _refresh(self, user) -> None:
         try:
-            await asyncio.wait_for(viewer_of(user, self), self.timeout)
+            viewer = await asyncio.wait_for(viewer_of(user, self), self.timeout)
             catalog = catalog_of(self.config)
             if catalog.path:
                 await asyncio.wait_for(
                     asyncio.shield(catalog.ensure_fresh()), self.timeout
                 )
+                self.taught(viewer, catalog)  # here, not in the page's render
         except Exception as e:  # the list is a convenience: log, keep going
             self.log.warning(
                 "course-page user=%s action=refresh error=%r", user.name, e
@@ -273,7 +306,14 @@ class CoursePageHandler(BaseHandler):
         if course is None:
             raise web.HTTPError(404, "No such course.")
         user = self.current_user
-        viewer = await viewer_of(user, page)
+        try:
+            viewer = await asyncio.wait_for(viewer_of(user, page), page.timeout)
+        except TimeoutError:
+            # As when the directory is down: the groups last seen (or none).
+            self.log.warning(
+                "course-page user=%s directory slower than %ss", user.name, page.timeout
+            )
+            viewer = page.known_viewer(user)
         if not manages(course, viewer, catalog.rules):
             if not visible_roles(course, viewer, catalog.rules):
                 raise web.HTTPError(404, "No such course.")
@@ -296,6 +336,8 @@ class CoursePageHandler(BaseHandler):
             "enrolment": enrolment_of(course, catalog),
             "running": running_servers(self.users, course.slug),
             "failures": recent_failures(self.config, course.slug, page.max_failures),
+            # The failures come from this many records of the whole hub.
+            "records_kept": audit_log(self.config).recent_size,
             "storage": storage,
             "course_group": group,
             "notices": notices,
@@ -311,14 +353,8 @@ def courses_for(user) -> list[dict[str, str]]:
     catalog = catalog_of(config)
     if not catalog.path:
         return []
-    viewer = course_page(config).known_viewer(user)
-    rules = catalog.rules
-    # Admins manage every course; the list shows only those they teach.
-    return [
-        {"slug": course.slug, "name": course.name}
-        for course, _roles in catalog.offered_to(viewer)
-        if enrolment(course, viewer, rules) is Enrolment.INSTRUCTOR
-    ]
+    page = course_page(config)
+    return page.taught(page.known_viewer(user), catalog)
 
 
 def configure(c) -> None:

@@ -6,8 +6,9 @@ hook a library can add):
 
 - an output *transform*, which tornado makes for every request before the
   handler runs: it starts the request's :class:`~aaltohub.audit.RequestContext`
-  (``request_id``: the proxy's ``X-Request-Id`` if it is a plain token,
-  else a new one) and echoes the id in the response's ``X-Request-Id``;
+  (``request_id``: a new id of the hub's own, after the incoming
+  ``X-Request-Id`` if that is a plain token: ``<incoming>.<ours>``) and
+  echoes the id in the response's ``X-Request-Id``;
 - a *log function* around JupyterHub's own (``jupyterhub.log.log_request``,
   still called first, so the hub's log and its request metrics are
   unchanged), which runs when a request is finished and the requester is
@@ -19,11 +20,22 @@ hook a library can add):
 
 Logins, spawns, starts and stops are recorded without these hooks too,
 but then have no ``request_id``, and culls are recorded as ``server-stop``.
+
+Why the incoming id is never the whole id: the hub cannot tell an id that
+an ingress made from one the browser sent. configurable-http-proxy passes
+a client's ``X-Request-Id`` through, and so does ingress-nginx (it makes
+one only when none came), and JupyterHub's ``xheaders`` and
+``trusted_downstream_ips`` vouch for the client's address, not for other
+headers. Used as is, a user could give their requests the id of someone
+else's and muddle the log's correlation. Keeping the incoming id as a
+prefix still finds the request in the ingress's log; our own suffix makes
+the id unique to this request in the hub's.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 
 from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.log import log_request
@@ -46,14 +58,20 @@ class RequestContextTransform(OutputTransform):
 
     def __init__(self, request):
         super().__init__(request)
-        given = request.headers.get("X-Request-Id", "")
-        context = begin_request(given if REQUEST_ID.fullmatch(given) else "")
+        context = begin_request(request_id(request.headers.get("X-Request-Id", "")))
         setattr(request, _CONTEXT, context)
         self.request_id = context.request_id
 
     def transform_first_chunk(self, status_code, headers, chunk, finishing):
         headers["X-Request-Id"] = self.request_id
         return status_code, headers, chunk
+
+
+def request_id(given: str) -> str:
+    """This request's id: ours, after ``given`` (the incoming header) if it
+    is a plain token. Never ``given`` alone (see the module's docstring)."""
+    ours = uuid.uuid4().hex
+    return f"{given}.{ours}" if REQUEST_ID.fullmatch(given) else ours
 
 
 def requester(handler) -> tuple[str, bool, bool]:

@@ -66,11 +66,7 @@ class QuotaWarnings(LoggingConfigurable):
 
     @property
     def source(self) -> QuotaSource:
-        source = self.policy.source
-        if hasattr(source, "warn_threshold"):
-            # A report source counts users over the hub's threshold (metrics).
-            source.warn_threshold = self.policy.threshold
-        return source
+        return self.policy.source
 
     def describe(self, usage: Usage | None) -> dict[str, Any] | None:
         """What the templates get: None below the threshold."""
