@@ -224,3 +224,19 @@ def test_the_grader_is_never_root(tmp_path, monkeypatch):
     env = trusted.environment("/h", "local")
     assert env["HOME"] == "/h" and not {"JUPYTERHUB_API_TOKEN", "PYTHONPATH"} & set(env)
     assert local.probe() == local.ROOT  # a sandbox started by root: refused
+
+
+def test_the_kube_backend_needs_an_explicit_trust_in_the_course_config(
+    tmp_path, capsys
+):
+    # the kube grader runs the instructors' nbgrader_config.py with the
+    # caller's Kubernetes credentials: never without saying so
+    from aaltohub.cli import main
+
+    settings = tmp_path / "kube.json"
+    settings.write_text("{}")
+    args = ["grade", "c", "ps1", "--course-dir", str(tmp_path), "--backend", "kube"]
+    status = main([*args, "--kube-settings", str(settings)])
+    err = capsys.readouterr().err
+    assert status == 2 and "--trust-course-config" in err
+    assert "Kubernetes credentials" in err

@@ -75,6 +75,13 @@ def register(sub) -> None:
         help="JSON of the kube backend: namespace, image, volume, storage_dir,"
         " volume_path (default: $AALTOHUB_GRADING_KUBE)",
     )
+    p.add_argument(
+        "--trust-course-config",
+        action="store_true",
+        help="kube backend: accept that the course's nbgrader_config.py (which"
+        " its instructors can write) runs with your Kubernetes credentials;"
+        " see docs/grading.md before passing it",
+    )
     p.add_argument("--force", action="store_true", help="regrade graded submissions")
     p.add_argument(
         "--jobs",
@@ -120,6 +127,17 @@ def _backend(args) -> tuple[str, str]:
     if args.backend == "kube":
         if not args.kube_settings or not os.path.isfile(args.kube_settings):
             return "", "--backend kube needs --kube-settings FILE"
+        if not args.trust_course_config:
+            # Security by default: the kube grader is the caller (it needs
+            # the caller's credentials to create Jobs), and nbgrader runs
+            # the instructors' nbgrader_config.py in it.
+            return "", (
+                "the kube backend runs the course's nbgrader_config.py, which"
+                " its instructors can write, with your Kubernetes credentials."
+                " Run it as a user whose credentials may only create Jobs and"
+                " NetworkPolicies in the grading namespace, then pass"
+                " --trust-course-config (docs/grading.md, 'Who runs what')"
+            )
         return f"kube:{os.path.abspath(args.kube_settings)}", ""
     from ..grading import trusted
 
