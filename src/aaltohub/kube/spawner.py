@@ -30,6 +30,21 @@ FILES_VOLUME = "aaltohub-files"
 ANNOTATION_PREFIX = "aaltohub/file."
 
 
+_REMEMBERED_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _remembered_names(cls: type, spawner) -> tuple[str, ...]:
+    """The configurable traits a spawn remembers, listed once per class
+    (traitlets scans every trait's metadata on each ``trait_names`` call)."""
+    names = _REMEMBERED_NAMES.get(cls)
+    if names is None:
+        names = tuple(
+            n for n in spawner.trait_names(config=True) if n not in _NOT_REMEMBERED
+        )
+        _REMEMBERED_NAMES[cls] = names
+    return names
+
+
 def _literal(value):
     """Protect text from KubeSpawner's ``{field}`` template expansion."""
     if isinstance(value, str):
@@ -64,6 +79,7 @@ class CourseSpawner(
         super().__init__(*args, **kwargs)
         self._plan: SpawnPlan | None = None
         self._remembered: dict = {}
+        self._empty_at_start: set[str] = set()
         self._own_profiles: tuple | None = None
         # The hub's capacity metrics start with its first spawner, whose
         # Kubernetes client they borrow (off unless configured).
@@ -116,21 +132,30 @@ class CourseSpawner(
         hooks; never at construction, so values set later (a per-user
         profile_list from a hook) are read when used.
         """
-        remembered = {}
-        for name in self.trait_names(config=True):
-            if name in _NOT_REMEMBERED:
-                continue
+        remembered, empty = {}, set()
+        for name in _remembered_names(type(self), self):
             value = getattr(self, name)
             remembered[name] = value
             if isinstance(value, dict | list):
-                setattr(self, name, copy.deepcopy(value))
-        self._remembered = remembered
+                if value:
+                    setattr(self, name, copy.deepcopy(value))
+                else:
+                    # Most of KubeSpawner's ~40 container traits are empty:
+                    # keep them (a setattr each was most of this method's
+                    # cost) and empty them again in _restore_config if this
+                    # spawn filled them in place.
+                    empty.add(name)
+        self._remembered, self._empty_at_start = remembered, empty
 
     def _restore_config(self) -> None:
+        empty = self._empty_at_start
         for name, value in self._remembered.items():
-            if getattr(self, name) is not value:
+            current = getattr(self, name)
+            if current is not value:
                 setattr(self, name, value)
-        self._remembered = {}
+            elif name in empty and current:
+                current.clear()
+        self._remembered, self._empty_at_start = {}, set()
 
     def clear_state(self):
         self._restore_config()
