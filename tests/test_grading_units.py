@@ -240,3 +240,21 @@ def test_the_kube_backend_needs_an_explicit_trust_in_the_course_config(
     err = capsys.readouterr().err
     assert status == 2 and "--trust-course-config" in err
     assert "Kubernetes credentials" in err
+
+
+def test_the_sandboxs_own_tmp_never_hides_a_python_below_tmp(monkeypatch):
+    # a CI clone's venv lives in /tmp/...: the run's tmpfs /tmp must be
+    # mounted before Python is bound, not on top of it
+    from aaltohub.grading import local
+    from aaltohub.local import sandbox
+
+    monkeypatch.setattr(
+        sandbox, "_python_dirs", lambda already, private: ["/tmp/ci/.tox/py"]
+    )
+    monkeypatch.setattr(sandbox.os.path, "isdir", lambda p: True)
+    steps = local.spec_for("/tmp/in", GradingLimits(), 5000, [])["steps"]
+    paths = [(s["kind"], s.get("path")) for s in steps]
+    tmpfs = paths.index(("tmpfs", "/tmp"))
+    python = paths.index(("bind", "/tmp/ci/.tox/py"))
+    assert tmpfs < python
+    assert ("dir", "/tmp") not in paths

@@ -100,10 +100,14 @@ def spec_for(
         cwd=WORK,
         share_net=False,
     )
-    for path in (WORK, "/tmp"):  # noqa: S108 (the sandbox's own)
-        spec["steps"].append(
-            {"kind": "tmpfs", "path": path, "mode": 0o1777, "size": SCRATCH_BYTES}
-        )
+    # The sandbox's own /tmp is a size-limited tmpfs. It takes the place of
+    # the empty /tmp that build_spec makes *before* binding Python: a venv
+    # below /tmp (a CI clone in /tmp/...) stays visible on top of it.
+    scratch = {"kind": "tmpfs", "mode": 0o1777, "size": SCRATCH_BYTES}
+    for i, step in enumerate(spec["steps"]):
+        if step["kind"] == "dir" and step["path"] == "/tmp":  # noqa: S108
+            spec["steps"][i] = {**scratch, "path": "/tmp"}  # noqa: S108
+    spec["steps"].append({**scratch, "path": WORK})
     spec["userns"] = True  # started by the unprivileged grader
     spec["groups"] = []
     return spec
