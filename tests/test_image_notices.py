@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "images" / "notebook" / "aaltohub-notices.bash"
+SCRIPT = (
+    Path(__file__).parents[1] / "src" / "aaltohub" / "web" / "singleuser" / "notices.sh"
+)
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 

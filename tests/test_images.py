@@ -64,8 +64,12 @@ def hook_layout() -> dict[str, list[str]]:
     """start.sh's hook directories and what the Dockerfile copies into each."""
     text = (IMAGE / "Dockerfile").read_text()
     layout: dict[str, list[str]] = {}
+    # the image builds from the repository root: sources are repo paths
     for src, dest in re.findall(r"^COPY (?:--\S+ )*(\S+\.sh) (\S+)$", text, re.M):
-        layout.setdefault(os.path.basename(os.path.dirname(dest)), []).append(src)
+        directory = os.path.basename(os.path.dirname(dest))
+        if directory in ("start-notebook.d", "before-notebook.d"):
+            assert src.startswith("images/notebook/"), src
+            layout.setdefault(directory, []).append(os.path.basename(src))
     return layout
 
 

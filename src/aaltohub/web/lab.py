@@ -18,9 +18,9 @@ JupyterLab fetches news only when the ``fetchNews`` setting of
 ``@jupyterlab/apputils-extension:notification`` is "true"; the image sets
 that default in ``overrides.d`` (a user may still turn it off).
 
-This file has no aaltohub imports: the notebook image installs a copy of
-it as the top-level module ``aaltohub_lab`` (images/notebook/aaltohub_lab.py;
-tests/test_lab.py checks the copy is identical). Enable it with
+This file has no aaltohub imports: the notebook image (built from the
+repository root) installs this very file as the top-level module
+``aaltohub_lab``, without the aaltohub package. Enable it with
 ``{"ServerApp": {"jpserver_extensions": {"aaltohub_lab": true}}}``. Its
 handler is added before JupyterLab's (extensions load in name order, and
 "aaltohub" sorts first), so tornado routes the news path to it.
