@@ -15,7 +15,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import jinja2
 import pytest
 from traitlets.config import Config
 
@@ -25,6 +24,7 @@ from aaltohub.web import announcements as web_announcements
 from aaltohub.web import pages as web_pages
 from aaltohub.web import quota as quota_web
 from aaltohub.web.pages import PAGES_DIR
+from page_render import render
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -231,50 +231,7 @@ async def test_spawn_page_offers_notices_of_the_courses_in_its_form(store_path):
     assert notices.offered(kube_form) == [exam]
 
 
-# --- the templates, both banners ----------------------------------------------
-def render(page, paths=None, **ns):
-    """Render as JupyterHub does: its own templates under "templates/", and
-    ``paths`` (c.JupyterHub.template_paths) then its own by name."""
-    from jupyterhub.app import JupyterHub
-
-    base = JupyterHub()._template_paths_default()[0]
-    if paths is None:
-        paths = [PAGES_DIR, quota_web.TEMPLATE_DIR, web_announcements.TEMPLATE_DIR]
-    loader = jinja2.ChoiceLoader(
-        [
-            jinja2.PrefixLoader({"templates": jinja2.FileSystemLoader([base])}, "/"),
-            jinja2.FileSystemLoader([*paths, base]),
-        ]
-    )
-    env = jinja2.Environment(loader=loader, autoescape=True)
-    who = SimpleNamespace(
-        name="student2",
-        admin=False,
-        all_spawners=lambda **kw: [],
-        spawners={},
-        spawner=SimpleNamespace(options_form=""),
-    )
-    defaults = dict(
-        base_url="/hub/",
-        prefix="/",
-        user=who,
-        static_url=lambda p, **kw: "/static/" + p,
-        login_url="/hub/login",
-        logout_url="/hub/logout",
-        xsrf="x",
-        services=[],
-        parsed_scopes={},
-        expanded_scopes=set(),
-        default_server=SimpleNamespace(active=False),
-        url="/hub/spawn",
-        for_user=None,
-        authenticator_login_url="/hub/login",
-        login_term_url="",
-        authenticator=SimpleNamespace(request_otp=False),
-    )
-    return env.get_template(page).render(**{**defaults, **ns})
-
-
+# --- the templates, both banners (rendered by page_render) ----------------------
 QUOTA = {
     "percent": 95,
     "used": "972.8 MiB",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import signal
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -30,41 +29,27 @@ from aaltohub.audit import audit_log
 from aaltohub.course import build_course
 from aaltohub.storage.quota import QuotaSource
 from aaltohub.web import course_page, quota
+from hub_process import (
+    NEEDS_PROXY,
+    base_config,
+    log_in,
+    start_app,
+    stop_app,
+    wait_ready,
+    xsrf,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 QUOTA_SAMPLE = Path(__file__).parent / "data" / "quota" / "repquota-ug.txt"
 TITLE = '<script>alert("title")</script> & Co'
 HOSTILE_USER = "<img src=x onerror=alert(1)>"
 HOSTILE_REASON = "image pull failed: <b>bad</b> registry"
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHP.exists(), reason="configurable-http-proxy missing: run `npm ci`"
-    ),
-    pytest.mark.asyncio(loop_scope="module"),
-]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [NEEDS_PROXY, pytest.mark.asyncio(loop_scope="module")]
 
 
 def hub_config(tmp: Path, catalog: Path, users: Path, storage: Path) -> Config:
-    c = Config()
-    port, api_port, hub_port = free_port(), free_port(), free_port()
-    c.JupyterHub.bind_url = f"http://127.0.0.1:{port}"
+    c = base_config(tmp)
     c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = hub_port
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{api_port}"
-    c.ConfigurableHTTPProxy.command = [str(CHP)]
-    c.JupyterHub.db_url = f"sqlite:///{tmp}/hub.sqlite"
-    c.JupyterHub.cookie_secret_file = f"{tmp}/cookie_secret"
-    c.JupyterHub.pid_file = f"{tmp}/hub.pid"
     c.JupyterHub.authenticator_class = "dummy"
     c.DummyAuthenticator.password = "pw"
     c.Authenticator.allow_all = True
@@ -118,22 +103,12 @@ def prepare(tmp: Path) -> tuple[Path, Path, Path]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub(tmp_path_factory):
-    from jupyterhub.app import JupyterHub
-
     tmp = tmp_path_factory.mktemp("coursepage")
-    app = JupyterHub(config=hub_config(tmp, *prepare(tmp)))
-    await app.initialize([])
-    await app.start()
-    loop = asyncio.get_running_loop()
+    app = await start_app(hub_config(tmp, *prepare(tmp)))
     try:
         yield app
     finally:
-        app.http_server.stop()
-        for callback in app._periodic_callbacks.values():
-            callback.stop()
-        await app.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        await stop_app(app)
 
 
 def public_url(app) -> str:
@@ -144,11 +119,7 @@ def public_url(app) -> str:
 async def login(app, user: str):
     """An HTTP client with ``user``'s login cookie."""
     async with httpx.AsyncClient(base_url=public_url(app), timeout=30) as client:
-        await client.get("/hub/login")
-        response = await client.post(
-            "/hub/login",
-            data={"username": user, "password": "pw", "_xsrf": client.cookies["_xsrf"]},
-        )
+        response = await log_in(client, user)
         assert response.status_code == 302, response.text
         yield client
 
@@ -247,21 +218,13 @@ async def test_running_servers_show_who_and_since_when(hub):
     html = (await page(hub, "instructor1")).text
     assert count(html, "running") == 0 and 'id="no-running"' in html
     async with login(hub, "student1") as client:
-        headers = {"X-XSRFToken": client.cookies["_xsrf"]}
         response = await client.post(
-            "/hub/api/users/student1/server", json={"profile": "intro"}, headers=headers
+            "/hub/api/users/student1/server",
+            json={"profile": "intro"},
+            headers=xsrf(client),
         )
         assert response.status_code in (201, 202), response.text
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            model = (
-                await client.get("/hub/api/users/student1", headers=headers)
-            ).json()
-            if model["servers"].get("", {}).get("ready"):
-                break
-            await asyncio.sleep(0.5)
-        else:
-            pytest.fail(f"student1's server did not start: {model}")
+        await wait_ready(client, "student1")
     html = (await page(hub, "instructor1")).text
     rows = re.findall(r'<tr class="running-server">(.*?)</tr>', html, re.S)
     assert len(rows) == 1 and count(html, "running") == 1
@@ -291,7 +254,7 @@ async def test_recent_spawn_failures_of_the_course_with_their_causes(hub):
         response = await client.post(
             "/hub/api/users/student2/server",
             json={"profile": "intro-instructor"},
-            headers={"X-XSRFToken": client.cookies["_xsrf"]},
+            headers=xsrf(client),
         )
         assert response.status_code == 403
     html = (await page(hub, "instructor1")).text

@@ -15,34 +15,26 @@ import glob
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import jupyterhub
 import pytest
 
+from hub_process import (
+    DUMMY_LOGIN,
+    NEEDS_PROXY,
+    free_port,
+    login,
+    run_hub,
+    stop_process,
+    xsrf,
+)
 from kube_helpers import use_dummy_kubeconfig
 
-REPO = Path(__file__).resolve().parents[1]
-CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
-
-pytestmark = pytest.mark.skipif(
-    not CHP.exists(), reason="configurable-http-proxy missing: run `npm ci`"
-)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = NEEDS_PROXY
 
 
 def postgres_bin() -> Path:
@@ -118,71 +110,20 @@ def hub(tmp_path_factory, db_url):
     tmp = tmp_path_factory.mktemp("kubehub")
     catalog = write_catalog(tmp / "courses")
     (tmp / "users.yaml").write_text(USERS)
-    port, api_port, hub_port = free_port(), free_port(), free_port()
-    (tmp / "jupyterhub_config.py").write_text(
-        textwrap.dedent(
-            f"""\
-            c = get_config()
-            c.JupyterHub.spawner_class = "course"
-            c.JupyterHub.authenticator_class = "dummy"
-            c.DummyAuthenticator.password = "pw"
-            c.Authenticator.allow_all = True
-            c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
-            c.JupyterHub.hub_port = {hub_port}
-            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-            c.ConfigurableHTTPProxy.command = [{str(CHP)!r}]
-            c.JupyterHub.db_url = {db_url!r}
-            c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
-            c.JupyterHub.pid_file = "{tmp}/hub.pid"
-            c.CourseCatalog.path = "{catalog}"
-            c.CourseSpawner.identity_class = "aaltohub.identity.StaticIdentity"
-            c.StaticIdentity.path = "{tmp}/users.yaml"
-            c.JupyterHub.authenticate_prometheus = False
-            """
-        )
+    url, proc = run_hub(
+        tmp,
+        DUMMY_LOGIN,
+        f"""\
+        c.JupyterHub.spawner_class = "course"
+        c.CourseCatalog.path = "{catalog}"
+        c.CourseSpawner.identity_class = "aaltohub.identity.StaticIdentity"
+        c.StaticIdentity.path = "{tmp}/users.yaml"
+        c.JupyterHub.authenticate_prometheus = False
+        """,
+        db_url=db_url,
     )
-    log = open(tmp / "hub.log", "w")  # noqa: SIM115 (closed in teardown)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
-        cwd=tmp,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/hub/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp / "hub.log").read_text()
-        time.sleep(0.2)
-    else:
-        pytest.fail("hub did not start:\n" + (tmp / "hub.log").read_text())
     yield url, tmp / "hub.log", db_url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
-
-
-def login(url: str, user: str) -> httpx.Client:
-    client = httpx.Client(base_url=url, follow_redirects=True, timeout=20)
-    client.get("/hub/login")
-    response = client.post(
-        "/hub/login",
-        data={
-            "username": user,
-            "password": "pw",
-            "_xsrf": client.cookies.get("_xsrf", ""),
-        },
-    )
-    assert response.status_code == 200 and "/hub/login" not in str(response.url)
-    return client
+    stop_process(proc)
 
 
 def offered(form_html: str) -> set[str]:
@@ -216,9 +157,7 @@ def test_crafted_form_post_gets_403_and_starts_nothing(hub, profile):
     )
     assert response.status_code == FORM_REFUSED
     assert "You (student2)" in response.text
-    user = client.get(
-        "/hub/api/user", headers={"X-XSRFToken": client.cookies.get("_xsrf", "")}
-    ).json()
+    user = client.get("/hub/api/user", headers=xsrf(client)).json()
     assert user["servers"] == {}
     assert f"profile={profile!r} role=" in log.read_text()
     assert "outcome=refused" in log.read_text()
@@ -230,7 +169,7 @@ def test_crafted_api_spawn_gets_403(hub):
     response = client.post(
         "/hub/api/users/student2/server",
         json={"profile": "ml-private"},
-        headers={"X-XSRFToken": client.cookies.get("_xsrf", "")},
+        headers=xsrf(client),
     )
     assert response.status_code == 403
     assert "may not use this course environment" in response.text
@@ -279,7 +218,7 @@ def test_unknown_or_oversized_user_options_get_400_and_are_not_kept(hub):
     # the spawner refuses them and puts back only what it declares.
     url, _, _ = hub
     client = login(url, "student1")
-    headers = {"X-XSRFToken": client.cookies.get("_xsrf", "")}
+    headers = xsrf(client)
     for body in (
         {"profile": "intro", "pad": "x" * 2_000_000},
         {"profile": "intro", "unknown": "1"},

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import jinja2
 import pytest
 from traitlets.config import Config
 
+import page_render
 from aaltohub.access import Viewer
 from aaltohub.course import build_course
 from aaltohub.hooks import DEFAULT_HOOKS, run_hooks
@@ -296,43 +296,15 @@ async def test_page_variable_never_waits_and_refreshes_in_background(config):
 
 
 def render(page, **ns):
-    """Render with the same loader layout JupyterHub builds."""
-    from jupyterhub.app import JupyterHub
-
+    """A page with the quota banner's templates alone (page_render)."""
     from aaltohub.web import quota as quota_web
 
-    base = JupyterHub()._template_paths_default()[0]
-    loader = jinja2.ChoiceLoader(
-        [
-            jinja2.PrefixLoader({"templates": jinja2.FileSystemLoader([base])}, "/"),
-            jinja2.FileSystemLoader([PAGES_DIR, quota_web.TEMPLATE_DIR, base]),
-        ]
+    return page_render.render(
+        page,
+        [PAGES_DIR, quota_web.TEMPLATE_DIR],
+        user_name="darstr1",
+        **{"spawner_options_form": "<select name=profile></select>", **ns},
     )
-    env = jinja2.Environment(loader=loader, autoescape=True)
-    user = SimpleNamespace(
-        name="darstr1",
-        admin=False,
-        all_spawners=lambda **kw: [],
-        spawners={},
-        spawner=SimpleNamespace(options_form=""),
-    )
-    defaults = dict(
-        base_url="/hub/",
-        prefix="/",
-        user=user,
-        static_url=lambda p, **kw: "/static/" + p,
-        login_url="/hub/login",
-        logout_url="/hub/logout",
-        xsrf="x",
-        services=[],
-        parsed_scopes={},
-        expanded_scopes=set(),
-        default_server=SimpleNamespace(active=False),
-        url="/hub/spawn",
-        spawner_options_form="<select name=profile></select>",
-        for_user=None,
-    )
-    return env.get_template(page).render(**{**defaults, **ns})
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ in test_kube_failures.py.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,39 +28,27 @@ from aaltohub import metrics
 from aaltohub.audit import audit_log
 from aaltohub.demo.auth import write_password_hash
 from aaltohub.web import hub_events
+from hub_process import (
+    NEEDS_PROXY,
+    REPO,
+    base_config,
+    free_ports,
+    log_in,
+    start_app,
+    stop_app,
+    wait_ready,
+    xsrf,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "hub-events-password"
 CULLER_TOKEN = "culler-token-0123456789abcdef"
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHP.exists(), reason="configurable-http-proxy missing: run `npm ci`"
-    ),
-    pytest.mark.asyncio(loop_scope="module"),
-]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [NEEDS_PROXY, pytest.mark.asyncio(loop_scope="module")]
 
 
 def hub_config(tmp: Path, ports: tuple[int, int, int]) -> Config:
-    port, api_port, hub_port = ports
-    c = Config()
-    c.JupyterHub.bind_url = f"http://127.0.0.1:{port}"
+    c = base_config(tmp, ports)
     c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = hub_port
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{api_port}"
-    c.ConfigurableHTTPProxy.command = [str(CHP)]
-    c.JupyterHub.db_url = f"sqlite:///{tmp}/hub.sqlite"
-    c.JupyterHub.cookie_secret_file = f"{tmp}/cookie_secret"
-    c.JupyterHub.pid_file = f"{tmp}/hub.pid"
     c.JupyterHub.authenticate_prometheus = False
     c.JupyterHub.cleanup_servers = False  # servers outlive a hub restart
     c.JupyterHub.authenticator_class = "aaltohub.demo.auth.DemoAuthenticator"
@@ -116,26 +103,16 @@ class Hubs:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
-        self.ports = (free_port(), free_port(), free_port())
+        self.ports = free_ports()
         self.app = None
 
     async def start(self):
-        from jupyterhub.app import JupyterHub
-
         # A fresh Config object: a new process's shared instances.
-        self.app = JupyterHub(config=hub_config(self.tmp, self.ports))
-        await self.app.initialize([])
-        await self.app.start()
+        self.app = await start_app(hub_config(self.tmp, self.ports))
 
     async def stop(self, cleanup_servers=False):
-        app, loop = self.app, asyncio.get_running_loop()
-        app.cleanup_servers = cleanup_servers
-        app.http_server.stop()
-        for callback in app._periodic_callbacks.values():
-            callback.stop()
-        await app.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        self.app.cleanup_servers = cleanup_servers
+        await stop_app(self.app)
 
     @property
     def url(self) -> str:
@@ -168,19 +145,9 @@ async def hubs(tmp_path_factory):
 @asynccontextmanager
 async def client(hubs, user: str, password=PASSWORD, **headers):
     async with httpx.AsyncClient(base_url=hubs.url, timeout=30) as http:
-        await http.get("/hub/login")
-        response = await http.post(
-            "/hub/login",
-            data={
-                "username": user,
-                "password": password,
-                "_xsrf": http.cookies["_xsrf"],
-            },
-            headers=headers,
-        )
-        http.login_status = response.status_code
+        http.login_status = (await log_in(http, user, password, **headers)).status_code
         # The login sets a new _xsrf cookie: API calls with the cookie send it.
-        http.headers["X-XSRFToken"] = http.cookies.get("_xsrf", "")
+        http.headers.update(xsrf(http))
         yield http
 
 
@@ -191,17 +158,6 @@ def value(text: str, name: str, **labels) -> float:
         if line.startswith(name + want + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-async def wait_ready(http, user: str, timeout=60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        model = (await http.get(f"/hub/api/users/{user}")).json()
-        server = model["servers"].get("")
-        if server and server["ready"]:
-            return
-        await asyncio.sleep(0.3)
-    pytest.fail(f"{user}'s server was not ready in {timeout} s")
 
 
 # --- logins and logouts ---------------------------------------------------------------

@@ -17,17 +17,25 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from hub_process import (
+    DUMMY_LOGIN,
+    NEEDS_PROXY,
+    login,
+    run_hub,
+    start_process,
+    stop_process,
+    wait_healthy,
+    xsrf,
+)
 from kube_helpers import use_dummy_kubeconfig
-from test_kube_hub import CHP, free_port, login, offered
+from test_kube_hub import offered
 from wrap_helpers import (
     FAKE_SCANCEL,
     FAKE_SERVER,
@@ -36,9 +44,7 @@ from wrap_helpers import (
     write_tool,
 )
 
-pytestmark = pytest.mark.skipif(
-    not CHP.exists(), reason="configurable-http-proxy missing: run `npm ci`"
-)
+pytestmark = NEEDS_PROXY
 
 #: sbatch that also starts the job, as a compute node would, in its own
 #: session; scancel (wrap_helpers) ends it by removing its state, and
@@ -92,42 +98,6 @@ def fake_cluster(tmp: Path) -> Path:
     return hub_bin
 
 
-def start_hub(tmp: Path, env: dict) -> subprocess.Popen:
-    log = open(tmp / "hub.log", "a")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
-        cwd=tmp,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    return proc
-
-
-def wait_healthy(url: str, proc, tmp: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/hub/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp / "hub.log").read_text()
-        time.sleep(0.2)
-    pytest.fail("hub did not start:\n" + (tmp / "hub.log").read_text())
-
-
-def stop_hub(proc) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     from conftest import USERS
@@ -137,56 +107,38 @@ def hub(tmp_path_factory):
     catalog = catalog_with_backends(tmp / "courses", {"ml-private": "slurm"})
     (tmp / "users.yaml").write_text(USERS)
     hub_bin = fake_cluster(tmp)
-    port, api_port, hub_port = free_port(), free_port(), free_port()
-    (tmp / "jupyterhub_config.py").write_text(
-        textwrap.dedent(
-            f"""\
-            c = get_config()
-            c.JupyterHub.spawner_class = "course-wrap"
-            c.JupyterHub.authenticator_class = "dummy"
-            c.DummyAuthenticator.password = "pw"
-            c.Authenticator.allow_all = True
-            c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
-            c.JupyterHub.hub_port = {hub_port}
-            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-            c.ConfigurableHTTPProxy.command = [{str(CHP)!r}]
-            c.JupyterHub.db_url = "sqlite:///{tmp}/hub.sqlite"
-            c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
-            c.JupyterHub.pid_file = "{tmp}/hub.pid"
-            # Servers outlive the hub, as in a real restart.
-            c.JupyterHub.cleanup_servers = False
-            c.CourseCatalog.path = "{catalog}"
-            c.SpawnerIdentityMixin.identity_class = "aaltohub.identity.StaticIdentity"
-            c.StaticIdentity.path = "{tmp}/users.yaml"
-            c.CourseWrapSpawner.backends = {{
-                "kubernetes": {{"spawner_class": "course"}},
-                "slurm": {{
-                    "spawner_class": "course-slurm",
-                    "settings": {{
-                        "storage_root": "{tmp}/storage",
-                        "exec_prefix": "",
-                        "startup_poll_interval": 0.2,
-                        "start_timeout": 60,
-                    }},
-                }},
-            }}
-            """
-        )
-    )
     env = dict(os.environ, PATH=f"{hub_bin}:{os.environ['PATH']}")
-    url = f"http://127.0.0.1:{port}"
-    proc = start_hub(tmp, env)
-    wait_healthy(url, proc, tmp)
+    url, proc = run_hub(
+        tmp,
+        DUMMY_LOGIN,
+        f"""\
+        c.JupyterHub.spawner_class = "course-wrap"
+        # Servers outlive the hub, as in a real restart.
+        c.JupyterHub.cleanup_servers = False
+        c.CourseCatalog.path = "{catalog}"
+        c.SpawnerIdentityMixin.identity_class = "aaltohub.identity.StaticIdentity"
+        c.StaticIdentity.path = "{tmp}/users.yaml"
+        c.CourseWrapSpawner.backends = {{
+            "kubernetes": {{"spawner_class": "course"}},
+            "slurm": {{
+                "spawner_class": "course-slurm",
+                "settings": {{
+                    "storage_root": "{tmp}/storage",
+                    "exec_prefix": "",
+                    "startup_poll_interval": 0.2,
+                    "start_timeout": 60,
+                }},
+            }},
+        }}
+        """,
+        env=env,
+    )
     state = {"proc": proc}
     yield url, tmp, env, state
-    stop_hub(state["proc"])
+    stop_process(state["proc"])
     for pid_file in (tmp / "slurm").glob("pid-*"):  # jobs left by a failure
         with contextlib.suppress(OSError, ValueError):
             os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-
-
-def xsrf(client) -> dict:
-    return {"X-XSRFToken": client.cookies.get("_xsrf", "")}
 
 
 def server_of(client) -> dict | None:
@@ -260,8 +212,8 @@ def test_a_slurm_server_starts_survives_a_restart_and_stops(hub):
         response = httpx.post(f"{url}/hub/api/batchspawner", json=body, headers=auth)
         assert response.status_code == status, response.text
 
-    stop_hub(state["proc"])
-    state["proc"] = start_hub(tmp, env)
+    stop_process(state["proc"])
+    state["proc"] = start_process(tmp, env)
     wait_healthy(url, state["proc"], tmp)
     wait_ready(client)  # found again, from the job's state
     assert (tmp / "slurm" / "job-4242").exists()

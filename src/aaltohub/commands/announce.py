@@ -21,6 +21,7 @@ from dataclasses import asdict
 from ..announcements import PATH_ENV, AnnouncementError, AnnouncementStore
 from ..audit import cli_actor, cli_audit_log
 from ..catalog import CourseCatalog
+from .course_common import add_catalog_option
 
 #: JupyterLab's notifications show this many characters of a message.
 LAB_SHOWN = 140
@@ -58,11 +59,9 @@ def register(sub) -> None:
         default=os.environ.get(PATH_ENV),
         help=f"the announcements file (default: ${PATH_ENV})",
     )
-    p.add_argument(
-        "--catalog",
-        metavar="DIR",
-        default=os.environ.get("AALTOHUB_CATALOG"),
-        help="course catalog directory; --course is checked against it"
+    add_catalog_option(
+        p,
+        "course catalog directory; --course is checked against it"
         " (default: $AALTOHUB_CATALOG)",
     )
     p.add_argument(

@@ -27,14 +27,22 @@ from ..storage.paths import UnsafePath
 from ..storage.problems import Problem, Result
 
 
-def common_options(require_root: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def add_catalog_option(
+    p, help: str = "course catalog directory (default: $AALTOHUB_CATALOG)"
+) -> None:
+    """``--catalog DIR``, $AALTOHUB_CATALOG by default; ``help`` says what
+    the command uses it for."""
     p.add_argument(
         "--catalog",
         metavar="DIR",
         default=os.environ.get("AALTOHUB_CATALOG"),
-        help="course catalog directory (default: $AALTOHUB_CATALOG)",
+        help=help,
     )
+
+
+def common_options(require_root: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    add_catalog_option(p)
     p.add_argument(
         "--storage-root",
         metavar="DIR",

@@ -16,7 +16,7 @@ from ..grading.limits import DEFAULT, GradingLimits
 from ..grading.outcome import clean
 from ..grading.runner import GRADED, SKIPPED, grade
 from ..storage.progress import Progress
-from .course_common import audit_options
+from .course_common import add_catalog_option, audit_options
 
 
 def register(sub) -> None:
@@ -45,11 +45,9 @@ def register(sub) -> None:
         help="the nbgrader course directory (default: $AALTOHUB_COURSE_DIR,"
         " else /course as in an instructor's server)",
     )
-    p.add_argument(
-        "--catalog",
-        metavar="DIR",
-        default=os.environ.get("AALTOHUB_CATALOG"),
-        help="course catalog for the course's grading: limits (default:"
+    add_catalog_option(
+        p,
+        "course catalog for the course's grading: limits (default:"
         " $AALTOHUB_CATALOG; without one, the default limits)",
     )
     p.add_argument(
