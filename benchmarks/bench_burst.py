@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,10 +92,9 @@ async def login(client: httpx.AsyncClient, user: str) -> tuple[bool, str]:
     ok = r.status_code == 200 and "/hub/login" not in str(r.url)
     if ok:
         return True, ""
-    return (
-        False,
-        "retry" if "try again in a minute" in r.text else f"HTTP {r.status_code}",
-    )
+    if "try again in a minute" in r.text:
+        return False, "retry"
+    return False, f"HTTP {r.status_code} at {r.url.path}"
 
 
 async def spawn(client: httpx.AsyncClient, user: str, deadline: float) -> bool:
@@ -140,8 +140,13 @@ async def burst(url: str, users: list[str], concurrency: int, do_spawn=True):
 PROFILE_DIR: Path | None = None  # --profile: py-spy stacks of each hub
 
 
-def measure(hub: Hub, users: list[str], concurrency: int, do_spawn=True) -> Burst:
+def measure(
+    hub: Hub, users: list[str], concurrency: int, do_spawn=True, cold=False
+) -> Burst:
+    """One burst. Unless ``cold``, it starts once the hub is in service."""
     result = Burst()
+    if not cold:
+        hub.wait_in_service()
     spy = None
     if PROFILE_DIR is not None:
         out = PROFILE_DIR / f"{hub.kind}-{hub.dir.name}.txt"
@@ -185,9 +190,9 @@ def throughput(env, catalog, users, args) -> None:
             rates = {}
             for kind in order:
                 with Hub(env, kind, db, catalog) as hub:
-                    row = measure(hub, users[:n], args.concurrency).row(
-                        f"{kind} run {run + 1}"
-                    )
+                    burst_result = measure(hub, users[:n], args.concurrency)
+                    row = burst_result.row(f"{kind} run {run + 1}")
+                    explain(hub, burst_result.outcomes)
                 rates[kind] = row["spawns/s"]
                 rows.append(row)
             ratios.append(rates["aalto"] / rates["plain"])
@@ -198,15 +203,34 @@ def throughput(env, catalog, users, args) -> None:
         )
 
 
+def explain(hub: Hub, outcomes: list[Outcome]) -> None:
+    """Say why logins failed (a count per message) and keep the hub log."""
+    failed = Counter(o.message for o in outcomes if not o.login_ok)
+    lost = sum(o.login_ok and not o.ready for o in outcomes)
+    if failed or lost:
+        print(f"({hub.kind}: failed logins {dict(failed)}, lost {lost})")
+        hub.keep_log("failed logins or lost servers")
+
+
+# (label, hub kind, LDAP delay, DN template, burst at once after the start)
+SLOW_RUNS = [
+    ("plain, LDAP +0.5 s", "plain", 0.5, False, False),
+    ("aalto, LDAP +0.5 s", "aalto", 0.5, False, False),
+    ("plain, LDAP +2 s", "plain", 2.0, False, False),
+    ("aalto, LDAP +2 s", "aalto", 2.0, False, False),
+    ("aalto, LDAP +2 s, DN template", "aalto", 2.0, True, False),
+    ("aalto, LDAP +2 s, burst as the hub starts", "aalto", 2.0, False, True),
+]
+
+
 def slow_ldap(env, catalog, users, args) -> None:
     rows = []
-    for delay in (0.5, 2.0):
+    for label, kind, delay, template, cold in SLOW_RUNS:
         env.proxy.delay = delay
-        for kind in ("plain", "aalto"):
-            with Hub(env, kind, "postgres", catalog) as hub:
-                rows.append(
-                    measure(hub, users[:50], 50).row(f"{kind}, LDAP +{delay:g} s")
-                )
+        with Hub(env, kind, "postgres", catalog, dn_template=template) as hub:
+            result = measure(hub, users[:50], 50, cold=cold)
+            rows.append(result.row(label))
+            explain(hub, result.outcomes)
     env.proxy.delay = 0.0
     print_rows("slow LDAP: 50 users at once (login + spawn), Postgres", rows)
 
@@ -222,6 +246,10 @@ async def outage(hub: Hub, env, mode: str, before: list[str], newcomers: list[st
         logged = await asyncio.gather(
             *(login(c, u) for c, u in zip(clients, before, strict=True))
         )
+        failed = Counter(message for ok, message in logged if not ok)
+        if failed:  # the directory is still up here: this should not happen
+            print(f"(earlier users' logins failed before the outage: {dict(failed)})")
+            hub.keep_log("earlier logins failed")
         await asyncio.sleep(2.5)  # their identities are no longer fresh
         env.proxy.mode = mode
         try:
@@ -242,6 +270,7 @@ def ldap_down(env, catalog, users, args) -> None:
     rows = []
     for mode in ("refuse", "blackhole"):
         with Hub(env, "aalto", "postgres", catalog, cache_ttl=2.0) as hub:
+            hub.wait_in_service()
             logged, tried, spawned = asyncio.run(
                 outage(hub, env, mode, users[:20], users[20:70])
             )

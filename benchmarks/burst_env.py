@@ -167,14 +167,30 @@ c.LDAPIdentity.bind_password = {bind_pw!r}
 c.LDAPIdentity.user_search_base = {base!r}
 c.LDAPIdentity.group_membership = "memberOf"
 c.LDAPIdentity.cache_ttl = {cache_ttl}
+# Sized for the burst, as the option's help says: 50 logins at once.
+c.LDAPIdentity.pool_keep_open = {keep_open}
+"""
+
+DN_TEMPLATE = """\
+c.LDAPIdentityAuthenticator.bind_dn_template = [{template!r}]
 """
 
 
 class Hub:
     """One JupyterHub process for one run; ``with Hub(...) as hub:``."""
 
-    def __init__(self, env: Env, kind: str, db: str, catalog: Path, cache_ttl=300.0):
+    def __init__(
+        self,
+        env: Env,
+        kind: str,
+        db: str,
+        catalog: Path,
+        cache_ttl=300.0,
+        keep_open=50,
+        dn_template=False,
+    ):
         self.env, self.kind = env, kind
+        self.keep_open = keep_open
         self.dir = Path(tempfile.mkdtemp(prefix=f"hub-{kind}-", dir=env.root))
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -201,7 +217,12 @@ class Hub:
                 bind_pw=env.slapd.service_password,
                 base=f"ou=people,{env.slapd.suffix}",
                 cache_ttl=cache_ttl,
+                keep_open=keep_open,
             )
+            if dn_template:
+                text += DN_TEMPLATE.format(
+                    template=f"uid={{username}},ou=people,{env.slapd.suffix}"
+                )
         (self.dir / "jupyterhub_config.py").write_text(textwrap.dedent(text))
         self.lag_file = self.dir / "lag.txt"
         self.starts_file = self.dir / "starts.txt"
@@ -229,6 +250,37 @@ class Hub:
         )
         _wait_http(f"{self.url}/hub/health", self.proc, log)
         return self
+
+    def metric(self, name: str, labels: str = "") -> float | None:
+        """One sample of the hub's /hub/metrics, None if absent."""
+        text = httpx.get(f"{self.url}/hub/metrics", timeout=10).text
+        for line in text.splitlines():
+            if line.startswith(f"{name}{labels} "):
+                return float(line.split()[-1])
+        return None
+
+    def wait_in_service(self, timeout: float = 60.0) -> float:
+        """Wait until an aaltohub hub has its catalog loaded and its
+        directory connections open (as its metrics say): a term-start burst
+        meets a hub in service, not one started a second ago. Returns the
+        seconds waited."""
+        started = time.monotonic()
+        if self.kind == "plain":
+            return 0.0
+        while time.monotonic() - started < timeout:
+            courses = self.metric("aaltohub_catalog_courses") or 0
+            idle = self.metric("aaltohub_ldap_pool_connections", '{state="idle"}') or 0
+            if courses > 0 and idle >= self.keep_open:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.kind} hub not in service after {timeout} s")
+
+    def keep_log(self, why: str) -> Path:
+        """Copy the hub log out of the temp dir (which is removed)."""
+        dest = Path(tempfile.gettempdir()) / f"bench-burst-{self.dir.name}.log"
+        shutil.copy(self.dir / "hub.log", dest)
+        print(f"({why}: hub log kept in {dest})", flush=True)
+        return dest
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the hub process (not the proxy)."""

@@ -229,3 +229,112 @@ async def test_ldap_down_every_login_answers_quickly(slapd, proxy, mode):
     started = time.monotonic()
     identity = await auth.identity_provider.lookup("alice")
     assert identity.uid == 10001 and time.monotonic() - started < 1.5
+
+
+async def test_kept_connections_carry_a_burst_without_a_bind(slapd, proxy):
+    """Connections kept open ahead of a burst: each search reuses one (no
+    new connection, no bind), one round trip instead of two."""
+    provider = LDAPIdentity(
+        **config(slapd, proxy).LDAPIdentity, pool_keep_open=5, cache_ttl=0
+    )
+    await provider.keep_warm()
+    pool = provider.connection_pool()
+    assert (pool.idle, pool.opened, proxy.connections) == (5, 5, 5)
+    await provider.keep_warm()  # enough kept: nothing opened
+    assert pool.opened == 5
+    proxy.delay = 1.5
+    started = time.monotonic()
+    found = await asyncio.gather(
+        *(provider.lookup(n) for n in ["alice", "bob", "carol", "alice", "bob"])
+    )
+    took = time.monotonic() - started
+    assert [i.uid for i in found] == [10001, 10002, 10003, 10001, 10002]
+    assert proxy.connections == 5 and pool.opened == 5
+    assert took < 2.7, f"{took:.2f} s: a search on a cold connection takes 3 s"
+
+
+async def test_keeping_warm_replaces_connections_cut_while_idle(slapd, proxy):
+    provider = LDAPIdentity(
+        **config(slapd, proxy).LDAPIdentity, pool_keep_open=3, pool_max_idle=0.4
+    )
+    await provider.keep_warm()
+    await asyncio.sleep(0.25)  # idle for over half of pool_max_idle
+    proxy.drop_connections()  # a firewall forgot them
+    await provider.keep_warm()  # the checks fail: dropped, not trusted
+    pool = provider.connection_pool()
+    assert pool.idle == 0
+    assert not provider.directory_down  # one bad connection is not an outage
+    await provider.keep_warm()
+    assert (pool.idle, pool.opened) == (3, 6)
+
+
+async def test_checked_connections_stay_and_idle_ones_are_checked(slapd, proxy):
+    provider = LDAPIdentity(
+        **config(slapd, proxy).LDAPIdentity, pool_keep_open=2, pool_max_idle=0.6
+    )
+    await provider.keep_warm()
+    chunks = proxy.chunks
+    await asyncio.sleep(0.35)
+    await provider.keep_warm()
+    pool = provider.connection_pool()
+    assert proxy.chunks == chunks + 2  # one root DSE read per kept connection
+    assert (pool.idle, pool.opened) == (2, 2)
+
+
+async def test_keeping_warm_notices_a_hung_directory_before_any_login(slapd, proxy):
+    """The directory hangs while nobody logs in: the background round
+    finds out, so the next login is told to retry at once."""
+    auth = LDAPIdentityAuthenticator(
+        config=config(slapd, proxy, pool_keep_open=2, receive_timeout=1.0)
+    )
+    ldap = auth.identity_provider
+    await ldap.keep_warm()
+    ldap.connection_pool().clear()  # only new connections will be tried
+    proxy.mode = "blackhole"
+    await ldap.keep_warm()
+    assert ldap.directory_down
+    error, took = await timed_login(auth, "alice", "alice-pw", handler=object())
+    assert isinstance(error, web.HTTPError) and "try again" in error.get_message()
+    assert took < 0.5
+
+
+async def test_background_task_keeps_the_pool_filled(slapd, proxy):
+    provider = LDAPIdentity(**config(slapd, proxy).LDAPIdentity, pool_keep_open=3)
+    provider.keep_warm_interval = 0.1
+    provider.start_background()
+    provider.start_background()  # once only
+    try:
+        pool = provider.connection_pool()
+        for _ in range(50):
+            if pool.idle == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert pool.idle == 3
+        proxy.drop_connections()
+        pool.clear()
+        for _ in range(50):
+            if pool.idle == 3 and pool.opened == 6:
+                break
+            await asyncio.sleep(0.1)
+        assert (pool.idle, pool.opened) == (3, 6)
+    finally:
+        provider.stop_background()
+
+
+async def test_dn_template_login_binds_and_searches_at_once(slapd, proxy, monkeypatch):
+    """With a DN template the password bind and the identity search go
+    together: one round trip on a kept connection, and one search."""
+    c = config(slapd, proxy, pool_keep_open=2)
+    c.LDAPIdentityAuthenticator.bind_dn_template = [
+        f"uid={{username}},ou=people,{slapd.suffix}"
+    ]
+    auth = LDAPIdentityAuthenticator(config=c)
+    await auth.identity_provider.keep_warm()
+    searches = Searches(monkeypatch)
+    proxy.delay = 1.5
+    user, took = await timed_login(auth, "alice", "alice-pw")
+    assert user["auth_state"]["identity"]["uid"] == 10001
+    assert searches.count == 1
+    assert took < 2.7, f"{took:.2f} s: bind then search takes 3 s"
+    wrong, _ = await timed_login(auth, "bob", "not-bobs", handler=object())
+    assert wrong is None

@@ -81,6 +81,13 @@ def _show(name: object) -> str:
     return repr(text if len(text) <= 64 else text[:64] + "...")
 
 
+def _outcome_seen(task: asyncio.Future) -> None:
+    # A lookup started next to a login may fail (a wrong user name); the
+    # login reports that, or nothing, so its error is not "never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
 def identity_from_auth_state(auth_state: dict[str, Any] | None) -> Identity | None:
     """The identity stored by the mixin, or None (no auth_state, or invalid)."""
     data = (auth_state or {}).get(AUTH_STATE_IDENTITY)
@@ -152,6 +159,8 @@ class IdentityAuthenticatorMixin(Authenticator):
             timeout=self.start_check_timeout,
         )
         self._preload_catalog()
+        # LDAP: connections kept open and checked (LDAPIdentity.pool_keep_open).
+        self.identity_provider.start_background()
 
     def _preload_catalog(self) -> None:
         """Load the course catalog now, in a thread, so the first burst of
@@ -320,6 +329,12 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
                 )
         return proposal["value"]
 
+    def check_allow_config(self):
+        super().check_allow_config()
+        # Logins use their own LDAPIdentity when the identities come from
+        # elsewhere: keep its connections open too.
+        self.ldap_identity.start_background()
+
     def normalize_username(self, username):
         # "  Alice " and "alice" are the same account in the directory.
         return super().normalize_username(username.strip())
@@ -344,6 +359,8 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
             "The university directory could not be reached, so you cannot log "
             "in right now. Please try again in a minute."
         )
+        if self.bind_dn_template:
+            self._look_up_meanwhile(username)
         try:
             result = await ldap.run_blocking(
                 check_password_sync,
@@ -373,6 +390,16 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
         except IdentityError as e:
             return self._refuse(handler, username, _reason(e), str(e), detail=str(e))
         return {"name": username, "auth_state": {"ldap_dn": result.dn}}
+
+    def _look_up_meanwhile(self, username: str) -> None:
+        """With DN templates the bind needs no search first, and the
+        identity search needs no bind: start the search now, so a login is
+        one round trip instead of two. The post-login lookup then finds it
+        in flight or cached; nothing it finds (or fails to find) is shown
+        unless the password was right. The price: a wrong password also
+        costs the directory a search."""
+        task = asyncio.ensure_future(self.identity_provider.lookup(username))
+        task.add_done_callback(_outcome_seen)
 
     def _keep_identity(self, username: str, result: LoginResult) -> None:
         """Seed the provider's cache with the identity the login's search

@@ -133,6 +133,13 @@ LDAP_ERRORS = Counter(
     ["operation", "kind"],
 )
 
+LDAP_POOL_CONNECTIONS = Gauge(
+    "aaltohub_ldap_pool_connections",
+    "Service connections to the directory by state (idle: open and ready;"
+    " in-use), sampled every few seconds by the task keeping them open.",
+    ["state"],
+)
+
 # --- capacity (read from the Kubernetes API, cached) -------------------------------
 
 CAPACITY_ALLOCATABLE = Gauge(

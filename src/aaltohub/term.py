@@ -174,8 +174,11 @@ def phase(course, now: datetime.datetime | None = None) -> Phase:
     An archived course without those dates is closed, as before terms
     existed.
     """
+    term: Term | None = getattr(course, "term", None)
+    if term is None or (term.ends is None and term.instructors_until is None):
+        # No dates (most courses): nothing to compare, no clock to read.
+        return Phase.CLOSED if course.archive else Phase.OPEN
     now = now or now_utc()
-    term: Term = getattr(course, "term", None) or Term()
     ended = term.ends is not None and now >= term.ends
     if not ended and not course.archive:
         return Phase.OPEN

@@ -38,6 +38,7 @@ from ..course import (
     build_course,
 )
 from ..course_overrides import override_key_refused
+from ..term import now_utc
 from .aalto_compat import aalto_notes
 from .images import ImageTable, parse_images
 from .safe_files import Refused, read_bytes
@@ -483,11 +484,12 @@ class CourseCatalog(LoggingConfigurable):
             for g in who.groups:
                 candidates |= self._by_group.get(g, set())
         out = []
+        now = now_utc()  # one clock reading for the whole list
         for slug in self._ordered:
             if candidates is not None and slug not in candidates:
                 continue
             course = self.courses[slug]
-            roles = visible_roles(course, who, rules)
+            roles = visible_roles(course, who, rules, now)
             if roles:
                 out.append((course, roles))
         return out

@@ -235,9 +235,11 @@ class IdentityProvider(LoggingConfigurable):
         """True while the directory is known to be unreachable."""
         return self._runner is not None and self._runner.down
 
-    async def run_blocking(self, func, *args):
+    async def run_blocking(self, func, *args, breaker: bool = True):
         """``func(*args)`` in the provider's thread pool, bounded by
         ``lookup_timeout`` from when it starts (see ``calls.CallRunner``).
+        With ``breaker=False`` its failure does not mark the directory down
+        (and it runs while the directory is marked down).
 
         Raises TimeoutError or OSError when the directory does not answer.
         """
@@ -246,8 +248,16 @@ class IdentityProvider(LoggingConfigurable):
                 type(self).__name__, self.max_threads, self.retry_interval
             )
         return await self._runner.run(
-            func, *args, timeout=self.lookup_timeout, queue_timeout=self.queue_timeout
+            func,
+            *args,
+            timeout=self.lookup_timeout,
+            queue_timeout=self.queue_timeout,
+            breaker=breaker,
         )
+
+    def start_background(self) -> None:
+        """Start what the provider does on its own while the hub runs; the
+        authenticators call it at hub start. Nothing by default."""
 
     async def lookup(self, username: str) -> Identity:
         """Return the identity of ``username`` or raise :class:`IdentityError`."""

@@ -155,12 +155,15 @@ class CallRunner:
         *args: Any,
         timeout: float,
         queue_timeout: float,
+        breaker: bool = True,
     ) -> Any:
         """``func(*args)`` in a thread. Raises TimeoutError if it runs longer
         than ``timeout`` (QueueTimeout if it waited longer than
         ``queue_timeout`` for a thread), OSError if the directory is
-        unreachable (DirectoryDown while known down)."""
-        probe = self._admit()
+        unreachable (DirectoryDown while known down). Without ``breaker``
+        the call neither waits for nor moves the breaker: for checks whose
+        failure says more about one connection than about the directory."""
+        probe = self._admit() if breaker else False
         loop = asyncio.get_running_loop()
         call = Call()
         started = loop.create_future()
@@ -188,7 +191,8 @@ class CallRunner:
             error = e
             raise
         finally:
-            self._outcome(probe, error)
+            if breaker:
+                self._outcome(probe, error)
             _measure(
                 getattr(func, "__name__", "call").removesuffix("_sync"), call, error
             )

@@ -193,6 +193,17 @@ def service_session(conn, bind_dn: str, *, keep: bool = False) -> Iterator[Any]:
             close(conn)
 
 
+def read_root_dse(conn) -> None:
+    """Read the root DSE (no attributes): one cheap round trip every LDAP
+    server answers, to check that a kept connection still works. Raises
+    ConnectionError if the answer is not a success."""
+    conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["1.1"])
+    if conn.result.get("result") != RESULT_SUCCESS:
+        raise ConnectionError(
+            f"reading the root DSE failed: {conn.result.get('description')}"
+        )
+
+
 def search(
     conn,
     base: str,

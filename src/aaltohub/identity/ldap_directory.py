@@ -1,15 +1,18 @@
 """LDAPDirectory: the connection side of LDAPIdentity.
 
 Which servers, how to bind, how long to wait, and the reused service
-connections (``ldap_pool.py``). Searches and identities are in ``ldap.py``;
-the wire-level plumbing is in ``ldap_connection.py``. Everything here is
-blocking and runs in the provider's thread pool (``calls.py``).
+connections (``ldap_pool.py``), kept warm by a background task
+(:meth:`LDAPDirectory.keep_warm`). Searches and identities are in
+``ldap.py``; the wire-level plumbing is in ``ldap_connection.py``. Apart
+from that task, everything here is blocking and runs in the provider's
+thread pool (``calls.py``).
 
 Settings are configured as ``c.LDAPIdentity.*``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -18,9 +21,10 @@ from typing import Any, TypeVar
 
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 
+from .. import metrics
 from . import ldap_connection
 from .base import IdentityProvider
-from .calls import current_call
+from .calls import DirectoryDown, current_call
 from .ldap_pool import ConnectionPool, cut_connection
 
 T = TypeVar("T")
@@ -79,12 +83,14 @@ class LDAPDirectory(IdentityProvider):
     ).tag(config=True)
 
     receive_timeout = Float(
-        4.0,
+        3.0,
         help="""Seconds (rounded up to whole seconds) to wait for an answer
         to one LDAP request. A directory that does not answer within it
         counts as down, so a login answers "try again in a minute" within
         about this long instead of hanging. Keep it above the slowest round
-        trip the directory has on a bad day (a search under load).""",
+        trip the directory has on a bad day (a search under load): the
+        default serves a directory taking 2 s per request and still answers
+        every login within 5 s when it hangs.""",
     ).tag(config=True)
 
     pool_size = Int(
@@ -93,6 +99,22 @@ class LDAPDirectory(IdentityProvider):
         search on a kept connection costs one round trip instead of three
         (TCP handshake, bind, search). Connections beyond this are opened
         for a burst and closed afterwards.""",
+    ).tag(config=True)
+
+    pool_keep_open = Int(
+        4,
+        help="""Service-account connections kept open and bound at all
+        times, so the first logins of a burst find one ready: a search on
+        it is one round trip instead of two (bind, search). A background
+        task, started with the hub, opens the missing ones every few
+        seconds (never while a burst has them in use) and checks each one
+        idle for half of ``pool_max_idle`` with a tiny request (reading the
+        root DSE), which keeps firewalls from dropping it. A directory that
+        stops answering is noticed there, before a login has to wait for
+        it: logins then get "try again in a minute" at once. Size it to the
+        logins expected within one round trip at the start of a big
+        lecture; 0 turns the task off. ``pool_size`` is raised to at least
+        this.""",
     ).tag(config=True)
 
     pool_max_idle = Float(
@@ -127,6 +149,10 @@ class LDAPDirectory(IdentityProvider):
         self._dns: dict[str, tuple[str, float]] = {}
         self._last_good = ""
         self._pool_lock = threading.Lock()
+        self._warm_task: asyncio.Task | None = None
+
+    #: Seconds between two rounds of :meth:`keep_warm`.
+    keep_warm_interval = 5.0
 
     # --- connections (plumbing in ldap_connection.py) -------------------------
     def _servers(self) -> list[str]:
@@ -194,7 +220,7 @@ class LDAPDirectory(IdentityProvider):
                 pool = ConnectionPool(
                     self.connect,
                     ldap_connection.close,
-                    size=self.pool_size,
+                    size=max(self.pool_size, self.pool_keep_open),
                     max_idle=self.pool_max_idle,
                 )
                 self._pool = (key, pool)
@@ -234,6 +260,79 @@ class LDAPDirectory(IdentityProvider):
                     raise
                 self.log.info("LDAP: a kept connection was closed; reconnecting")
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    # --- connections kept warm ------------------------------------------------
+    def open_spare_sync(self) -> None:
+        """Open one more bound service connection into the pool."""
+        pool = self.connection_pool()
+        conn, _reused = pool.acquire(fresh=True)
+        with (
+            pool.borrow(conn),
+            ldap_connection.service_session(conn, self.bind_dn, keep=True),
+        ):
+            pass  # a failed bind raises; borrow() keeps it only if healthy
+
+    def check_kept_sync(self, conn) -> None:
+        """Check an idle kept connection with a one-round-trip request; it
+        goes back to the pool only if the directory answered on it."""
+        pool = self.connection_pool()
+        with (
+            pool.borrow(conn),
+            ldap_connection.service_session(conn, self.bind_dn, keep=True),
+        ):
+            ldap_connection.read_root_dse(conn)
+
+    async def keep_warm(self) -> None:
+        """One round: check the kept connections idle for half of
+        ``pool_max_idle`` and open the missing ones, all at once, each as
+        its own directory call (timeout, breaker; a failed check only drops
+        its connection, as a firewall may have cut it while idle)."""
+        pool = self.connection_pool()
+        checks = pool.take_idle_since(self.pool_max_idle / 2)
+        missing = max(0, self.pool_keep_open - pool.open_count)
+        check = self.check_kept_sync
+        outcomes = await asyncio.gather(
+            *(self.run_blocking(check, c, breaker=False) for c in checks),
+            *(self.run_blocking(self.open_spare_sync) for _ in range(missing)),
+            return_exceptions=True,
+        )
+        errors = {
+            repr(e)
+            for e in outcomes
+            if isinstance(e, Exception) and not isinstance(e, DirectoryDown)
+        }
+        if errors:
+            self.log.warning(
+                "LDAP: keeping %d connections open: %s",
+                self.pool_keep_open,
+                "; ".join(sorted(errors)),
+            )
+        metrics.LDAP_POOL_CONNECTIONS.labels(state="idle").set(pool.idle)
+        metrics.LDAP_POOL_CONNECTIONS.labels(state="in-use").set(pool.lent)
+
+    async def _keep_warm_forever(self) -> None:
+        while True:
+            try:
+                await self.keep_warm()
+            except Exception:
+                self.log.exception("LDAP: keeping connections open failed")
+            await asyncio.sleep(self.keep_warm_interval)
+
+    def start_background(self) -> None:
+        """Start keeping ``pool_keep_open`` connections warm (once; on the
+        running loop; a no-op outside one, e.g. in ``aaltohub check-config``)."""
+        if self.pool_keep_open <= 0 or self._warm_task is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._warm_task = loop.create_task(self._keep_warm_forever())
+
+    def stop_background(self) -> None:
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+            self._warm_task = None
 
     # --- the DNs found by searches, so a re-login within cache_ttl binds only --
     def cached_dn(self, username: str) -> str | None:

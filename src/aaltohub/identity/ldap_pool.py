@@ -13,6 +13,11 @@ ldap3 has pooled strategies of its own (REUSABLE, SAFE_RESTARTABLE); they
 run their own worker threads or retry in loops on failure, which would
 hide a dead directory behind retries. This pool only reuses; failing is
 left to the caller and its breaker.
+
+Keeping connections warm (``LDAPDirectory.keep_warm``) uses two more
+things from here: how many connections are open (idle or lent out), so a
+top-up never competes with a burst that has them all in use, and taking
+out the idle ones that have waited long enough to need a check.
 """
 
 from __future__ import annotations
@@ -50,6 +55,17 @@ class ConnectionPool:
         self._idle: deque[tuple[Any, float]] = deque()
         self._lock = threading.Lock()
         self.opened = 0  # connections opened, for tests and the benchmark
+        self.lent = 0  # connections handed out and not yet released
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def open_count(self) -> int:
+        """Connections idle or in use: what a top-up counts against."""
+        with self._lock:
+            return len(self._idle) + self.lent
 
     def _take_idle(self) -> Any | None:
         now = time.monotonic()
@@ -66,21 +82,49 @@ class ConnectionPool:
             self._close(old)
         return conn
 
-    def acquire(self) -> tuple[Any, bool]:
-        """(connection, reused). Opens a new one when none is idle."""
-        conn = self._take_idle()
+    def acquire(self, fresh: bool = False) -> tuple[Any, bool]:
+        """(connection, reused). Opens a new one when none is idle, or
+        always when ``fresh``."""
+        conn = None if fresh else self._take_idle()
+        with self._lock:
+            self.lent += 1
         if conn is not None:
             return conn, True
-        conn = self._open()
+        try:
+            conn = self._open()
+        except BaseException:
+            with self._lock:
+                self.lent -= 1
+            raise
         self.opened += 1
         return conn, False
 
+    def take_idle_since(self, seconds: float) -> list[Any]:
+        """Lend out the idle connections unused for ``seconds`` or longer
+        (to be checked, then released); ones past ``max_idle`` are closed."""
+        now = time.monotonic()
+        taken, stale, keep = [], [], deque()
+        with self._lock:
+            for conn, since in self._idle:
+                if now - since > self.max_idle or conn.closed:
+                    stale.append(conn)
+                elif now - since >= seconds:
+                    taken.append(conn)
+                else:
+                    keep.append((conn, since))
+            self._idle = keep
+            self.lent += len(taken)
+        for old in stale:
+            self._close(old)
+        return taken
+
     def release(self, conn: Any, healthy: bool) -> None:
-        if healthy and conn.bound and not conn.closed:
-            with self._lock:
-                if len(self._idle) < self.size:
-                    self._idle.append((conn, time.monotonic()))
-                    return
+        with self._lock:
+            self.lent = max(0, self.lent - 1)
+            usable = healthy and conn.bound and not conn.closed
+            if usable and len(self._idle) < self.size:
+                self._idle.append((conn, time.monotonic()))
+                return
         self._close(conn)
 
     def clear(self) -> None:
