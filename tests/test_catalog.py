@@ -218,7 +218,7 @@ async def test_offered_courses_are_reused_until_a_file_changes_or_they_age(
     # time-based rules (a term that ends) are seen within offer_cache_seconds
     seen = []
     monkeypatch.setattr(
-        "aaltohub.catalog.directory.visible_roles",
+        "aaltohub.catalog.offers.visible_roles",
         lambda course, who, rules, now=None: seen.append(course.slug) or ("student",),
     )
     catalog.offered_to(who)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field, replace
 
 import yaml
@@ -29,7 +28,7 @@ from traitlets import Bool, Float, Int, Set, TraitError, Unicode, observe, valid
 from traitlets.config import LoggingConfigurable
 
 from .. import metrics
-from ..access import RoleRules, Viewer, visible_roles
+from ..access import RoleRules, Viewer
 from ..course import (
     COURSE_GROUP_TEMPLATE,
     ROLE_INSTRUCTOR,
@@ -38,14 +37,13 @@ from ..course import (
     build_course,
 )
 from ..course_overrides import override_key_refused
-from ..term import now_utc
 from .aalto_compat import aalto_notes
 from .images import ImageTable, parse_images
+from .offers import CourseIndex
 from .safe_files import Refused, read_bytes
 from .safe_yaml import load_yaml
 
 # Users whose offered courses are kept (about 1 KB each with 700 courses).
-_OFFER_CACHE_SIZE = 4096
 
 ROSTER_SUFFIX = "-users"
 
@@ -214,15 +212,10 @@ class CourseCatalog(LoggingConfigurable):
         self.notes: dict[str, list[str]] = {}
         self.images = ImageTable()
         self.images_error: str | None = None
-        self._public: set[str] = set()
-        self._by_user: dict[str, set[str]] = defaultdict(set)
-        self._by_group: dict[str, set[str]] = defaultdict(set)
-        self._ordered: list[str] = []
+        #: Who is offered what, kept current as files change (offers.py).
+        self.index = CourseIndex(self.courses)
         self._last_scan = 0.0
         self._scan_lock: asyncio.Lock | None = None
-        self.generation = 0
-        # (viewer, rules) -> (generation, time, offered): bounded, oldest out
-        self._offered: OrderedDict[tuple, tuple] = OrderedDict()
 
     @property
     def rules(self) -> RoleRules:
@@ -299,10 +292,7 @@ class CourseCatalog(LoggingConfigurable):
         metrics.CATALOG_COURSES.set(len(self.courses))
         metrics.CATALOG_ERRORS.set(len(self.problems()))
         if slugs:
-            self._ordered = sorted(
-                self.courses, key=lambda s: (self.courses[s].name.lower(), s)
-            )
-            self.generation += 1
+            self.index.reorder()
         return slugs
 
     def load(self) -> CourseCatalog:
@@ -349,7 +339,9 @@ class CourseCatalog(LoggingConfigurable):
             self.log.exception("catalog images outcome=internal-error")
 
     def _rebuild(self, slug: str) -> None:
-        self._unindex(slug)
+        old = self.courses.pop(slug, None)
+        if old is not None:
+            self.index.remove(old, self.rules)
         self.errors.pop(slug, None)
         self.notes.pop(slug, None)
         main = self._files.get(f"{slug}.yaml")
@@ -406,7 +398,7 @@ class CourseCatalog(LoggingConfigurable):
         if notes:
             self.notes[slug] = notes
         self.courses[slug] = course
-        self._index(course)
+        self.index.add(course, self.rules)
 
     def use_images(self, table: ImageTable) -> None:
         """Check every course against ``table`` instead of the images file
@@ -415,84 +407,19 @@ class CourseCatalog(LoggingConfigurable):
         slugs = {_slug_of(n) for n in self._files if n != self.images_file}
         self.apply(ScanResult(changed_slugs=slugs))
 
-    # --- the per-user index ---------------------------------------------------
-    def _keys(self, course: Course):
-        users = course.students | course.instructors
-        groups = {self.rules.instructor_group(course)}
-        groups |= course.instructor_groups | course.student_groups
-        return users, groups
-
-    def _index(self, course: Course) -> None:
-        if not course.private and not course.archive:
-            self._public.add(course.slug)
-        users, groups = self._keys(course)
-        for u in users:
-            self._by_user[u].add(course.slug)
-        for g in groups:
-            self._by_group[g].add(course.slug)
-
-    def _unindex(self, slug: str) -> None:
-        course = self.courses.pop(slug, None)
-        if course is None:
-            return
-        self._public.discard(slug)
-        users, groups = self._keys(course)
-        for key, index in ((users, self._by_user), (groups, self._by_group)):
-            for k in key:
-                bucket = index.get(k)
-                if bucket is not None:
-                    bucket.discard(slug)
-                    if not bucket:
-                        del index[k]
-
     # --- queries ----------------------------------------------------------------
     def get(self, slug: str) -> Course | None:
         return self.courses.get(slug)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever a course changed: caches of course data key on it."""
+        return self.index.generation
+
     def offered_to(self, who: Viewer) -> list[tuple[Course, tuple[str, ...]]]:
-        """Courses ``who`` may start, with roles, in display order.
-
-        Uses the index, so the cost follows the user's own courses plus the
-        public ones, not the size of every roster; and the answer is reused
-        for ``offer_cache_seconds`` (the spawn page and the spawn that
-        follows ask twice within a second).
-        """
-        rules = self.rules
-        key = (who, rules)
-        now = time.monotonic()
-        hit = self._offered.get(key)
-        if (
-            hit is not None
-            and hit[0] == self.generation
-            and now - hit[1] < self.offer_cache_seconds
-        ):
-            return list(hit[2])
-        out = self._offered_now(who, rules)
-        if self.offer_cache_seconds > 0:
-            self._offered[key] = (self.generation, now, tuple(out))
-            self._offered.move_to_end(key)
-            while len(self._offered) > _OFFER_CACHE_SIZE:
-                self._offered.popitem(last=False)
-        return out
-
-    def _offered_now(self, who: Viewer, rules: RoleRules) -> list:
-        if who.admin or who.username in rules.default_instructors:
-            candidates = None  # everything
-        else:
-            candidates = set(self._public)
-            candidates |= self._by_user.get(who.username, set())
-            for g in who.groups:
-                candidates |= self._by_group.get(g, set())
-        out = []
-        now = now_utc()  # one clock reading for the whole list
-        for slug in self._ordered:
-            if candidates is not None and slug not in candidates:
-                continue
-            course = self.courses[slug]
-            roles = visible_roles(course, who, rules, now)
-            if roles:
-                out.append((course, roles))
-        return out
+        """Courses ``who`` may start, with roles, in display order (see
+        ``offers.py``); reused for ``offer_cache_seconds``."""
+        return self.index.offered_to(who, self.rules, self.offer_cache_seconds)
 
     def image_for(self, course: Course, role: str) -> str:
         """The image name for a course and role, aliases and series resolved."""
