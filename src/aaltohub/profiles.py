@@ -93,11 +93,17 @@ class ProfileBuilder:
         self.instructor_label = instructor_label
         self._cache: dict[tuple[str, str], tuple[Course, int, dict]] = {}
 
-    def course_profile(self, course: Course, role: str) -> dict:
+    def course_profile(
+        self, course: Course, role: str, generation: int | None = None
+    ) -> dict:
+        """The profile of ``course`` in ``role``, built once per course
+        version. ``generation``: the catalog's, if the caller has read it."""
+        if generation is None:
+            generation = self.catalog.generation
         key = (course.slug, role)
         hit = self._cache.get(key)
         # Images may change without the course changing: key on generation too.
-        if hit and hit[0] is course and hit[1] == self.catalog.generation:
+        if hit and hit[0] is course and hit[1] == generation:
             return hit[2]
         name = html.escape(course.name)
         notes = [html.escape(course.slug)]
@@ -115,20 +121,21 @@ class ProfileBuilder:
             "description": html.escape(course.description) or " · ".join(notes),
             "kubespawner_override": override,
         }
-        self._cache[key] = (course, self.catalog.generation, profile)
+        self._cache[key] = (course, generation, profile)
         return profile
 
     def profiles_for(self, who: Viewer, general: list[dict]) -> list[dict]:
         """General profiles first, then each offered course and role."""
         offered = self.catalog.offered_to(who)
+        generation = self.catalog.generation  # once, not per course
         courses = [
-            self.course_profile(course, role)
+            self.course_profile(course, role, generation)
             for course, roles in offered
             for role in roles
         ]
         out = [dict(p) for p in general] + courses
         defaults = [
-            self.course_profile(course, ROLE_STUDENT)
+            self.course_profile(course, ROLE_STUDENT, generation)
             for course, roles in offered
             if course.default and ROLE_STUDENT in roles
         ]

@@ -25,6 +25,7 @@ checked for them.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict, defaultdict
 
@@ -128,16 +129,17 @@ class CourseIndex:
         related = set(self.by_user.get(who.username, ()))
         for group in who.groups:
             related |= self.by_group.get(group, set())
-        picked = [
-            entry
-            for entry in self._stranger_offers(rules, now, cache_seconds)
-            if entry[1].slug not in related
-        ]
+        strangers = self._stranger_offers(rules, now, cache_seconds)
+        overlap = related & self.public  # public courses the user is on
+        if overlap:
+            picked = [entry for entry in strangers if entry[1].slug not in overlap]
+        else:
+            picked = list(strangers)
         for slug in related:
             course = self.courses.get(slug)
             if course is not None and (roles := visible_roles(course, who, rules, now)):
-                picked.append((self.position[slug], course, roles))
-        picked.sort(key=lambda entry: entry[0])
+                # positions are unique: tuples never compare their courses
+                bisect.insort(picked, (self.position[slug], course, roles))
         return [(course, roles) for _pos, course, roles in picked]
 
     def _fresh(self, hit: tuple | None, clock: float, cache_seconds: float) -> bool:
