@@ -36,6 +36,7 @@ from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .audit import RequestContext, audit_log, current_request, server_target
+from .jupyterhub_api import waiting_for_response
 
 
 class SpawnEventsMixin(LoggingConfigurable):
@@ -166,7 +167,7 @@ class SpawnEventsMixin(LoggingConfigurable):
             return
         # Whether the culler asked is known once JupyterHub authenticated the
         # request (the stop may finish before or after that).
-        never_ready = bool(getattr(self, "_waiting_for_response", False))
+        never_ready = waiting_for_response(self)
         context.when_finished(lambda c: self._stopped_by(c, labels, never_ready))
 
     def _stopped_by(self, context: RequestContext, labels, never_ready) -> None:

@@ -42,6 +42,7 @@ from jupyterhub.log import log_request
 from tornado.web import GZipContentEncoding, OutputTransform
 
 from ..audit import audit_log, begin_request
+from ..jupyterhub_api import request_user
 
 #: A request id from the proxy is used only if it is a plain token.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -76,7 +77,7 @@ def request_id(given: str) -> str:
 
 def requester(handler) -> tuple[str, bool, bool]:
     """(name, is a service, is an admin) of a finished request, or ("",...)."""
-    user = getattr(handler, "_jupyterhub_user", None)  # set by prepare()
+    user = request_user(handler)
     if user is None and isinstance(handler, LogoutHandler):
         # The logout page forgets its user before it renders; the request's
         # login cookie still says who it was (one lookup, logouts only).

@@ -30,6 +30,7 @@ from traitlets import Dict, Unicode, default, directional_link
 from wrapspawner import WrapSpawner
 
 from ..config_check import configured
+from ..jupyterhub_api import PASSED_TO_SPAWNERS
 from ..local.profiles_form import CourseProfilesMixin
 from ..profiles import COURSE, GENERAL, Choice
 from ..servers import ServerRecord
@@ -44,19 +45,7 @@ with contextlib.suppress(ImportError):
     from .. import slurm  # noqa: F401
 
 #: Given to a child when it is built, as JupyterHub gives them to a spawner.
-_PASSED = (
-    "proxy_spec",
-    "_deprecated_db_session",
-    "oauth_client_id",
-    "cookie_options",
-    "cookie_host_prefix_enabled",
-    "trusted_alt_names",
-    "internal_ssl",
-    "internal_trust_bundles",
-    "internal_certs_location",
-    "public_url",
-    "public_hub_url",
-)
+_PASSED = PASSED_TO_SPAWNERS
 #: Set by JupyterHub on the wrapper during a spawn: followed by the child.
 _LINKED = ("user_options", "api_token", "admin_access", "cert_paths", "handler")
 #: Read by JupyterHub on the wrapper, but the child's to decide (a batch
