@@ -259,14 +259,16 @@ class Hub:
                 return float(line.split()[-1])
         return None
 
-    def wait_in_service(self, timeout: float = 60.0) -> float:
-        """Wait until an aaltohub hub has its catalog loaded and its
-        directory connections open (as its metrics say): a term-start burst
-        meets a hub in service, not one started a second ago. Returns the
-        seconds waited."""
+    def wait_in_service(self, settle: float = 2.0, timeout: float = 60.0) -> float:
+        """Wait until the hub is in service: every hub ``settle`` seconds
+        after it answered /hub/health, and an aaltohub hub also until its
+        metrics show the catalog loaded and the directory connections open.
+        A term-start burst meets a hub in service, not one started a second
+        ago. Returns the seconds waited."""
         started = time.monotonic()
+        time.sleep(settle)
         if self.kind == "plain":
-            return 0.0
+            return settle
         while time.monotonic() - started < timeout:
             courses = self.metric("aaltohub_catalog_courses") or 0
             idle = self.metric("aaltohub_ldap_pool_connections", '{state="idle"}') or 0

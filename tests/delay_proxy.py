@@ -107,6 +107,12 @@ class DelayProxy:
         if self._server is not None:
             self._server.close()
         await self._reset_all()
+        # Let every connection's tasks end here, not be destroyed pending
+        # when the loop stops (clients may still hold kept connections).
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, client_r, client_w) -> None:
         if self._mode == "refuse":

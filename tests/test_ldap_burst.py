@@ -260,12 +260,11 @@ async def test_keeping_warm_replaces_connections_cut_while_idle(slapd, proxy):
     await provider.keep_warm()
     await asyncio.sleep(0.25)  # idle for over half of pool_max_idle
     proxy.drop_connections()  # a firewall forgot them
-    await provider.keep_warm()  # the checks fail: dropped, not trusted
-    pool = provider.connection_pool()
-    assert pool.idle == 0
-    assert not provider.directory_down  # one bad connection is not an outage
+    # The checks fail: those are dropped, not trusted, and new ones opened.
     await provider.keep_warm()
-    assert (pool.idle, pool.opened) == (3, 6)
+    pool = provider.connection_pool()
+    assert (pool.idle, pool.opened, pool.lent) == (3, 6, 0)
+    assert not provider.directory_down  # a bad connection is not an outage
 
 
 async def test_checked_connections_stay_and_idle_ones_are_checked(slapd, proxy):
@@ -288,11 +287,15 @@ async def test_keeping_warm_notices_a_hung_directory_before_any_login(slapd, pro
         config=config(slapd, proxy, pool_keep_open=2, receive_timeout=1.0)
     )
     ldap = auth.identity_provider
+    ldap.keep_warm_interval = 0.1
     await ldap.keep_warm()
-    ldap.connection_pool().clear()  # only new connections will be tried
+    await asyncio.sleep(0.2)  # the pool is full, and no connection is due
     proxy.mode = "blackhole"
-    await ldap.keep_warm()
+    started = time.monotonic()
+    await ldap.keep_warm()  # the longest idle one is checked anyway
     assert ldap.directory_down
+    assert time.monotonic() - started < 4.0  # check + open: two timeouts
+    assert ldap.connection_pool().lent == 0
     error, took = await timed_login(auth, "alice", "alice-pw", handler=object())
     assert isinstance(error, web.HTTPError) and "try again" in error.get_message()
     assert took < 0.5
@@ -338,3 +341,8 @@ async def test_dn_template_login_binds_and_searches_at_once(slapd, proxy, monkey
     assert took < 2.7, f"{took:.2f} s: bind then search takes 3 s"
     wrong, _ = await timed_login(auth, "bob", "not-bobs", handler=object())
     assert wrong is None
+    await asyncio.sleep(2.0)  # the search started next to the bind is done
+    ldap = auth.identity_provider
+    assert ldap.cached("bob") is None  # a wrong password keeps nothing
+    assert "bob" not in {i.username for i in ldap.known()}
+    assert ldap.cached("alice").uid == 10001

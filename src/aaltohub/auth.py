@@ -82,7 +82,7 @@ def _show(name: object) -> str:
 
 
 def _outcome_seen(task: asyncio.Future) -> None:
-    # A lookup started next to a login may fail (a wrong user name); the
+    # A search started next to a login may fail (a wrong user name); the
     # login reports that, or nothing, so its error is not "never retrieved".
     if not task.cancelled():
         task.exception()
@@ -359,8 +359,7 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
             "The university directory could not be reached, so you cannot log "
             "in right now. Please try again in a minute."
         )
-        if self.bind_dn_template:
-            self._look_up_meanwhile(username)
+        search = self._search_meanwhile(username)
         try:
             result = await ldap.run_blocking(
                 check_password_sync,
@@ -387,19 +386,38 @@ class LDAPIdentityAuthenticator(IdentityAuthenticatorMixin, Authenticator):
             return self._refuse(handler, username, result.reason)
         try:
             self._keep_identity(username, result)
+            if search is not None:
+                await self._accept_search(username, search)
         except IdentityError as e:
             return self._refuse(handler, username, _reason(e), str(e), detail=str(e))
         return {"name": username, "auth_state": {"ldap_dn": result.dn}}
 
-    def _look_up_meanwhile(self, username: str) -> None:
+    def _search_meanwhile(self, username: str) -> asyncio.Task | None:
         """With DN templates the bind needs no search first, and the
         identity search needs no bind: start the search now, so a login is
-        one round trip instead of two. The post-login lookup then finds it
-        in flight or cached; nothing it finds (or fails to find) is shown
-        unless the password was right. The price: a wrong password also
-        costs the directory a search."""
-        task = asyncio.ensure_future(self.identity_provider.lookup(username))
+        one round trip instead of two. Its result is only looked at, and
+        only kept as the user's identity, once the password was right
+        (:meth:`_accept_search`); a failed login drops it. The price: a
+        wrong password also costs the directory a search."""
+        ldap = self.ldap_identity
+        if not self.bind_dn_template or self.identity_provider is not ldap:
+            return None
+        task = asyncio.ensure_future(ldap.run_blocking(ldap.lookup_sync, username))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
         task.add_done_callback(_outcome_seen)
+        return task
+
+    async def _accept_search(self, username: str, search: asyncio.Task) -> None:
+        """After a right password: keep what the parallel search found as
+        the identity (UnknownUser or InvalidIdentity if it is unusable). If
+        the directory did not answer it, the post-login lookup asks again
+        (or uses the stale identity)."""
+        try:
+            identity = await asyncio.shield(search)
+        except (TimeoutError, OSError):
+            return
+        self.identity_provider.accept(username, identity)
 
     def _keep_identity(self, username: str, result: LoginResult) -> None:
         """Seed the provider's cache with the identity the login's search

@@ -43,8 +43,6 @@ from .offers import CourseIndex
 from .safe_files import Refused, read_bytes
 from .safe_yaml import load_yaml
 
-# Users whose offered courses are kept (about 1 KB each with 700 courses).
-
 ROSTER_SUFFIX = "-users"
 
 

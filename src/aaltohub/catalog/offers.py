@@ -16,8 +16,9 @@ A user's offer is then two parts, both decided by the one rule,
 - the public courses that do not: for those the user is a *stranger*,
   and the rule gives every stranger the same roles. That part is computed
   once for a viewer on no course and shared by every user for
-  ``offer_cache_seconds`` (the same staleness a user's own cached offer
-  already has; every spawn is authorized afresh anyway).
+  ``offer_cache_seconds``. With a user's own cached offer on top, what a
+  user is *shown* may be up to twice that old when a term ends (every
+  spawn is authorized afresh anyway, with the clock of that moment).
 
 Admins and default instructors are on every course: each course is
 checked for them.

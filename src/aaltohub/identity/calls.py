@@ -229,7 +229,8 @@ def _measure(operation: str, call: Call, error: BaseException | None) -> None:
     moment a thread ran it) and, if it failed, in LDAP_ERRORS. An answer
     such as "no such user" is an ok call; the operation is the function's
     name without ``_sync`` (a fixed set, from code: ``lookup``,
-    ``check_password``)."""
+    ``check_password``, and the kept connections' ``open_spare`` and
+    ``check_kept``)."""
     if isinstance(error, asyncio.CancelledError):
         return  # the caller went away; says nothing about the directory
     if error is None or not isinstance(error, TimeoutError | OSError):

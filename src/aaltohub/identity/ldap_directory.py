@@ -106,15 +106,16 @@ class LDAPDirectory(IdentityProvider):
         help="""Service-account connections kept open and bound at all
         times, so the first logins of a burst find one ready: a search on
         it is one round trip instead of two (bind, search). A background
-        task, started with the hub, opens the missing ones every few
-        seconds (never while a burst has them in use) and checks each one
-        idle for half of ``pool_max_idle`` with a tiny request (reading the
-        root DSE), which keeps firewalls from dropping it. A directory that
-        stops answering is noticed there, before a login has to wait for
-        it: logins then get "try again in a minute" at once. Size it to the
-        logins expected within one round trip at the start of a big
-        lecture; 0 turns the task off. ``pool_size`` is raised to at least
-        this.""",
+        task, started with the hub, runs every 5 seconds: it checks the
+        connection idle longest, and each one idle for half of
+        ``pool_max_idle``, with a tiny request (reading the root DSE),
+        which keeps firewalls from dropping them; then it opens the
+        missing ones (never while a burst has them in use). A directory
+        that stops answering is noticed there within a few seconds, before
+        a login has to wait for it: logins then get "try again in a
+        minute" at once. Size it to the logins expected within one round
+        trip at the start of a big lecture; 0 turns the task off.
+        ``pool_size`` is raised to at least this.""",
     ).tag(config=True)
 
     pool_max_idle = Float(
@@ -262,9 +263,8 @@ class LDAPDirectory(IdentityProvider):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     # --- connections kept warm ------------------------------------------------
-    def open_spare_sync(self) -> None:
-        """Open one more bound service connection into the pool."""
-        pool = self.connection_pool()
+    def open_spare_sync(self, pool: ConnectionPool) -> None:
+        """Open one more bound service connection into ``pool``."""
         conn, _reused = pool.acquire(fresh=True)
         with (
             pool.borrow(conn),
@@ -272,10 +272,13 @@ class LDAPDirectory(IdentityProvider):
         ):
             pass  # a failed bind raises; borrow() keeps it only if healthy
 
-    def check_kept_sync(self, conn) -> None:
-        """Check an idle kept connection with a one-round-trip request; it
-        goes back to the pool only if the directory answered on it."""
-        pool = self.connection_pool()
+    def check_kept_sync(self, pool: ConnectionPool, idle_for: float) -> None:
+        """Check the connection of ``pool`` idle longest (if idle for
+        ``idle_for`` seconds) with a one-round-trip request; it goes back
+        only if the directory answered on it."""
+        conn = pool.take_oldest_idle(idle_for)
+        if conn is None:
+            return
         with (
             pool.borrow(conn),
             ldap_connection.service_session(conn, self.bind_dn, keep=True),
@@ -283,19 +286,28 @@ class LDAPDirectory(IdentityProvider):
             ldap_connection.read_root_dse(conn)
 
     async def keep_warm(self) -> None:
-        """One round: check the kept connections idle for half of
-        ``pool_max_idle`` and open the missing ones, all at once, each as
-        its own directory call (timeout, breaker; a failed check only drops
-        its connection, as a firewall may have cut it while idle)."""
+        """One round, two steps.
+
+        1. Check kept connections, each as its own call: every one idle for
+           half of ``pool_max_idle`` (before firewalls forget them), and at
+           least the one idle longest, so a directory that stopped
+           answering is found within a round. A failed check only drops its
+           connection (a firewall may have cut just that one): checks do not
+           move the breaker.
+        2. Open the missing ones. These do move it: if the directory cannot
+           be reached, it is marked down and logins are told to retry at
+           once, before any of them waited on it."""
         pool = self.connection_pool()
-        checks = pool.take_idle_since(self.pool_max_idle / 2)
+        due = pool.idle_since(self.pool_max_idle / 2)
+        idle_for = self.pool_max_idle / 2 if due else self.keep_warm_interval
+        checks = [
+            self.run_blocking(self.check_kept_sync, pool, idle_for, breaker=False)
+            for _ in range(max(due, 1))
+        ]
+        outcomes = await asyncio.gather(*checks, return_exceptions=True)
         missing = max(0, self.pool_keep_open - pool.open_count)
-        check = self.check_kept_sync
-        outcomes = await asyncio.gather(
-            *(self.run_blocking(check, c, breaker=False) for c in checks),
-            *(self.run_blocking(self.open_spare_sync) for _ in range(missing)),
-            return_exceptions=True,
-        )
+        opens = [self.run_blocking(self.open_spare_sync, pool) for _ in range(missing)]
+        outcomes += await asyncio.gather(*opens, return_exceptions=True)
         errors = {
             repr(e)
             for e in outcomes
@@ -330,6 +342,7 @@ class LDAPDirectory(IdentityProvider):
         self._warm_task = loop.create_task(self._keep_warm_forever())
 
     def stop_background(self) -> None:
+        """Stop keeping connections warm (tests; a hub stops with its loop)."""
         if self._warm_task is not None:
             self._warm_task.cancel()
             self._warm_task = None

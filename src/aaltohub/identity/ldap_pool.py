@@ -16,8 +16,8 @@ left to the caller and its breaker.
 
 Keeping connections warm (``LDAPDirectory.keep_warm``) uses two more
 things from here: how many connections are open (idle or lent out), so a
-top-up never competes with a burst that has them all in use, and taking
-out the idle ones that have waited long enough to need a check.
+top-up never competes with a burst that has them all in use, and lending
+out the one idle longest, to check it.
 """
 
 from __future__ import annotations
@@ -99,28 +99,36 @@ class ConnectionPool:
         self.opened += 1
         return conn, False
 
-    def take_idle_since(self, seconds: float) -> list[Any]:
-        """Lend out the idle connections unused for ``seconds`` or longer
-        (to be checked, then released); ones past ``max_idle`` are closed."""
+    def idle_since(self, seconds: float) -> int:
+        """How many idle connections have been unused for ``seconds`` or more."""
         now = time.monotonic()
-        taken, stale, keep = [], [], deque()
         with self._lock:
-            for conn, since in self._idle:
-                if now - since > self.max_idle or conn.closed:
-                    stale.append(conn)
-                elif now - since >= seconds:
-                    taken.append(conn)
-                else:
-                    keep.append((conn, since))
-            self._idle = keep
-            self.lent += len(taken)
+            return sum(1 for _conn, since in self._idle if now - since >= seconds)
+
+    def take_oldest_idle(self, seconds: float) -> Any | None:
+        """Lend out the connection idle longest, if it has been unused for
+        ``seconds`` or more (to be checked, then released); None if there is
+        none. Ones past ``max_idle`` are closed on the way. Called from the
+        thread that checks it, so a check that never runs holds nothing."""
+        now = time.monotonic()
+        stale, conn = [], None
+        with self._lock:
+            while self._idle:
+                candidate, since = self._idle[0]  # the oldest
+                if now - since > self.max_idle or candidate.closed:
+                    stale.append(self._idle.popleft()[0])
+                    continue
+                if now - since >= seconds:
+                    conn = self._idle.popleft()[0]
+                    self.lent += 1
+                break
         for old in stale:
             self._close(old)
-        return taken
+        return conn
 
     def release(self, conn: Any, healthy: bool) -> None:
         with self._lock:
-            self.lent = max(0, self.lent - 1)
+            self.lent -= 1
             usable = healthy and conn.bound and not conn.closed
             if usable and len(self._idle) < self.size:
                 self._idle.append((conn, time.monotonic()))
