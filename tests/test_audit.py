@@ -7,6 +7,7 @@ request ids) are tested through a real hub in test_spawn_events.py.
 
 from __future__ import annotations
 
+import ast
 import contextvars
 import functools
 import json
@@ -15,13 +16,15 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
 
-from aaltohub import cli, metrics
+from aaltohub import cli, commands, metrics
 from aaltohub.audit import (
     ACTIONS,
+    CLI_ACTIONS,
     FIELDS,
     AuditLog,
     audit_log,
@@ -154,6 +157,95 @@ def test_the_hub_has_one_audit_log_and_off_keeps_recent_records():
         "server-fail"
     ]
     assert set(ACTIONS) >= {"login", "spawn", "server-fail", "cull", "admin-api"}
+
+
+# --- the CLI's actions --------------------------------------------------------------
+# Calls whose action or step is not a string literal, by (file, innermost
+# function, call): each passes on a literal its callers give.
+PASSED_ON = {
+    ("course.py", "_audited", "Audit"),  # Audit(args, command)
+    ("course_common.py", "record", "record"),  # Audit.record: command.step
+    ("course_end_term.py", "ok", "record"),  # _Steps.ok(step, ...)
+    ("course_end_term.py", "skip", "record"),  # _Steps.skip(step, ...)
+}
+
+
+def cli_audit_calls() -> tuple[dict, dict, set]:
+    """What the commands' code passes to its audit calls: per file, the
+    commands (``Audit(args, "course.fix")``, ``_audited(args, ...)``) and
+    the steps (``audit.record("change")``, ``steps.ok("access", ...)``);
+    and the whole actions of the commands that use ``cli_audit_log``
+    without ``Audit`` (``log.record("grade")``)."""
+    commands_of, steps_of, whole, unchecked = {}, {}, set(), []
+    for path in sorted(Path(commands.__file__).parent.glob("*.py")):
+        calls = []  # (innermost function, call name, the argument)
+
+        def walk(node, function, calls=calls):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    walk(child, child.name)
+                    continue
+                if isinstance(child, ast.Call):
+                    f = child.func
+                    name = f.id if isinstance(f, ast.Name) else ""
+                    if name in ("Audit", "_audited") and len(child.args) > 1:
+                        calls.append((function, name, child.args[1]))
+                    elif name == "cli_audit_log":
+                        calls.append((function, name, None))
+                    elif isinstance(f, ast.Attribute) and child.args:
+                        steps = isinstance(f.value, ast.Name) and f.value.id == "steps"
+                        if f.attr == "record" or (steps and f.attr in ("ok", "skip")):
+                            calls.append((function, "record", child.args[0]))
+                walk(child, function)
+
+        walk(ast.parse(path.read_text(encoding="utf-8")), "")
+        names = {name for _, name, _ in calls}
+        literal = {}
+        for function, name, arg in calls:
+            if arg is None:
+                continue
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                literal.setdefault(name, set()).add(arg.value)
+            elif (path.name, function, name) not in PASSED_ON:
+                unchecked.append(f"{path.name}:{arg.lineno} {ast.unparse(arg)}")
+        commands_of[path.name] = literal.get("Audit", set()) | literal.get(
+            "_audited", set()
+        )
+        records = literal.get("record", set())
+        if "cli_audit_log" in names and not commands_of[path.name]:
+            whole |= records
+        else:
+            steps_of[path.name] = records
+    assert not unchecked, f"audit actions that are not literals: {unchecked}"
+    return commands_of, steps_of, whole
+
+
+def test_cli_actions_are_those_the_commands_write():
+    commands_of, steps_of, whole = cli_audit_calls()
+    every_command = set().union(*commands_of.values())
+    # The scan finds them at all:
+    assert {"course.end-term", "retention"} <= every_command, every_command
+    assert {"grade", "announce"} <= whole, whole
+    assert len(set(CLI_ACTIONS)) == len(CLI_ACTIONS)
+    assert not set(CLI_ACTIONS) & set(ACTIONS), set(CLI_ACTIONS) & set(ACTIONS)
+    possible = set(whole)
+    for name, steps in steps_of.items():
+        for step in steps:
+            # A step may be written under a command of another file
+            # (course_term.archive_one is end-term's archive step too).
+            written = (
+                {f"{c}.{step}" for c in every_command}
+                if step
+                else set(commands_of[name])
+            )
+            assert written & set(CLI_ACTIONS), f"{name}: step {step!r}"
+            possible |= written
+    for command in every_command:
+        listed = (a == command or a.startswith(command + ".") for a in CLI_ACTIONS)
+        assert any(listed), f"command {command!r}"
+    assert whole <= set(CLI_ACTIONS), whole - set(CLI_ACTIONS)
+    # Nothing listed that nothing writes.
+    assert set(CLI_ACTIONS) <= possible, set(CLI_ACTIONS) - possible
 
 
 # --- reading it back: aaltohub audit ------------------------------------------------

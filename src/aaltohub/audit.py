@@ -9,7 +9,9 @@ and a log collector can filter them without parsing prose::
 
 The hub and the CLI write through :class:`AuditLog`. Records go to a queue
 and a background thread writes them (``logging``'s QueueHandler and
-QueueListener), so a slow disk or NFS never blocks the hub's event loop.
+QueueListener), so a slow disk or NFS never blocks the hub's event loop;
+that thread's handlers, rotation and retention are in
+:mod:`aaltohub.audit_writer`.
 The deployer chooses the destination: a file with size-based rotation and
 a retention period, or standard output as a stream of its own (for a
 cluster's log collector, next to the hub's prose log on standard error).
@@ -32,7 +34,6 @@ import os
 import queue
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +42,15 @@ from pathlib import Path
 from traitlets import Enum, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .audit_writer import (
+    FlushingHandler,
+    FlushMarker,
+    LazyHandler,
+    RetainingFileHandler,
+)
+
+# Readers (audit_query, ``aaltohub audit``) import it from here.
+from .audit_writer import rotated_files as rotated_files
 from .shared import shared_instance
 
 #: The fields of every record, in the order they are written.
@@ -63,9 +73,9 @@ PATH_ENV = "AALTOHUB_AUDIT_LOG"
 # record stays one readable line.
 MAX_REASON = 500
 
-#: The actions the hub and the CLI write, and their outcomes (see
-#: docs/operations.md, "Audit log"). Readers (the instructor's course page,
-#: ``aaltohub audit --action``) match these names.
+#: The actions the hub writes, and their outcomes (see docs/operations.md,
+#: "Audit log"). Readers (the instructor's course page, ``aaltohub audit
+#: --action``) match these names; the CLI's are :data:`CLI_ACTIONS`.
 ACTIONS = {
     "login": ("ok", "failed"),
     "logout": ("ok",),
@@ -76,6 +86,36 @@ ACTIONS = {
     "cull": ("ok",),
     "admin-api": ("ok", "failed"),
 }
+
+#: The actions the CLI's commands write: ``<command>`` or
+#: ``<command>.<step>`` through ``commands.course_common.Audit`` (outcome
+#: ``dry-run`` under ``--dry-run``), and ``grade`` and ``announce`` (see
+#: docs/operations.md, "Audit log"). test_audit.py checks the commands'
+#: code against this list.
+CLI_ACTIONS = (
+    "course.create",
+    "course.create.change",
+    "course.fix",
+    "course.fix.change",
+    "course.archive.flag",
+    "course.archive.storage",
+    "course.new-term.course-file",
+    "course.new-term.files",
+    "course.end-term.access",
+    "course.end-term.notice",
+    "course.end-term.servers",
+    "course.end-term.stop",
+    "course.end-term.gradebook",
+    "course.end-term.flag",
+    "course.end-term.storage",
+    "course.end-term.archive",
+    "retention.warn",
+    "retention.delete",
+    "users.archive",
+    "users.restore",
+    "grade",
+    "announce",
+)
 
 
 # --- the request a record belongs to --------------------------------------------------
@@ -278,7 +318,7 @@ class AuditLog(LoggingConfigurable):
             return False
         if self._queue is None:
             return True  # nothing was recorded
-        marker = _FlushMarker(threading.Event())
+        marker = FlushMarker(threading.Event())
         self._queue.put(marker)
         return marker.event.wait(timeout) and marker.ok
 
@@ -300,10 +340,10 @@ class AuditLog(LoggingConfigurable):
             # Built by the writing thread at the first record: mkdir, open
             # and the expiry of rotated files touch the disk, never the
             # caller's thread (the hub's event loop).
-            handler = _LazyHandler(self._make_handler)
+            handler = LazyHandler(self._make_handler)
             self._queue = queue.SimpleQueue()
             listener = logging.handlers.QueueListener(
-                self._queue, _FlushingHandler(handler)
+                self._queue, FlushingHandler(handler)
             )
             listener.start()
             self._listener = listener
@@ -314,7 +354,7 @@ class AuditLog(LoggingConfigurable):
             return logging.StreamHandler(sys.stdout)
         self._check_path()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        handler = _RetainingFileHandler(
+        handler = RetainingFileHandler(
             self.path,
             maxBytes=self.max_bytes,
             backupCount=self.backup_count,
@@ -356,27 +396,7 @@ def cli_audit_log(path: str | None = None) -> AuditLog:
     return AuditLog(destination="off")
 
 
-def rotated_files(path: str) -> list[Path]:
-    """The log and its rotated files, oldest first."""
-    base = Path(path)
-    found = []
-    for candidate in base.parent.glob(base.name + ".*"):
-        suffix = candidate.name[len(base.name) + 1 :]
-        if suffix.isdigit():
-            found.append((int(suffix), candidate))
-    files = [p for _, p in sorted(found, reverse=True)]
-    if base.exists():
-        files.append(base)
-    return files
-
-
 # --- internals ------------------------------------------------------------------------
-class _FlushMarker:
-    def __init__(self, event: threading.Event):
-        self.event = event
-        self.ok = False  # set by the writing thread before the event
-
-
 def _line_record(entry: dict) -> logging.LogRecord:
     # Keys in FIELDS order. ASCII only: a typed username or a reason can
     # hold terminal control characters (C1 ones too, which JSON leaves
@@ -384,96 +404,3 @@ def _line_record(entry: dict) -> logging.LogRecord:
     # newlines, so one record is always one line.
     line = json.dumps({k: entry[k] for k in FIELDS})
     return logging.makeLogRecord({"msg": line, "levelno": logging.INFO})
-
-
-class _FlushingHandler(logging.Handler):
-    """Writes records, and answers flush markers once those before are out."""
-
-    def __init__(self, inner: logging.Handler):
-        super().__init__()
-        self.inner = inner
-        self.handlers = [inner]
-        #: Write errors so far: logging's emit() reports them only to
-        #: handleError (a traceback on stderr), so count them there.
-        self.errors = 0
-        report = inner.handleError
-
-        def handle_error(record):
-            self.errors += 1
-            report(record)
-
-        inner.handleError = handle_error
-
-    def handle(self, record):
-        if isinstance(record, _FlushMarker):
-            try:
-                self.inner.flush()
-            except Exception:  # e.g. ENOSPC: records before it are lost
-                self.errors += 1
-            record.ok = self.errors == 0
-            record.event.set()
-            return True
-        return self.inner.handle(record)
-
-    def close(self):
-        try:
-            self.inner.close()
-        except OSError:  # the last buffered records could not be written
-            self.errors += 1
-        super().close()
-
-
-class _LazyHandler(logging.Handler):
-    """The real handler, built by ``make()`` at the first record, in the
-    thread that writes (the listener's)."""
-
-    def __init__(self, make: Callable[[], logging.Handler]):
-        super().__init__()
-        self.make = make
-        self.real: logging.Handler | None = None
-
-    def handle(self, record):
-        if self.real is None:
-            try:
-                real = self.make()
-            except Exception:  # e.g. the directory cannot be made: say so
-                self.handleError(record)
-                return False
-            real.setFormatter(logging.Formatter("%(message)s"))
-            # Write errors are reported where the caller counts them.
-            real.handleError = lambda r: self.handleError(r)
-            self.real = real
-        return self.real.handle(record)
-
-    def flush(self):
-        if self.real is not None:
-            self.real.flush()
-
-    def close(self):
-        if self.real is not None:
-            self.real.close()
-        super().close()
-
-
-class _RetainingFileHandler(logging.handlers.RotatingFileHandler):
-    """RotatingFileHandler that also deletes rotated files past retention."""
-
-    retention_seconds = 0.0
-
-    def doRollover(self):
-        super().doRollover()
-        self.delete_expired()
-
-    def delete_expired(self) -> None:
-        if self.retention_seconds <= 0:
-            return
-        cutoff = time.time() - self.retention_seconds
-        base = Path(self.baseFilename)
-        for path in rotated_files(self.baseFilename):
-            if path == base:
-                continue
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
