@@ -49,7 +49,10 @@ def announce(capsys, *argv):
 
 
 # --- the CLI ------------------------------------------------------------------
-def test_announce_list_clear_and_audit(capsys, store_path, catalog, tmp_path):
+def test_announce_list_clear_and_audit(
+    capsys, store_path, catalog, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SUDO_USER", "admin-a")
     audit = tmp_path / "audit.log"
     common = ["--file", str(store_path), "--audit-log", str(audit)]
     status, out, _ = announce(capsys, "Maintenance 18-20", *common)
@@ -76,6 +79,7 @@ def test_announce_list_clear_and_audit(capsys, store_path, catalog, tmp_path):
     status, out, _ = announce(capsys, "--list", "--json", *common)
     assert [a["text"] for a in json.loads(out)] == ["Maintenance 18-20", "Lab moved"]
 
+    monkeypatch.setenv("SUDO_USER", "admin-b")  # another admin clears it
     status, out, _ = announce(capsys, "--clear", hub_id, *common)
     assert status == 0 and "Maintenance 18-20" in out
     assert [a.id for a in AnnouncementStore(store_path).all()] == [added["id"]]
@@ -88,6 +92,8 @@ def test_announce_list_clear_and_audit(capsys, store_path, catalog, tmp_path):
     ]
     assert records[0]["reason"] == "add: Maintenance 18-20"
     assert records[2]["reason"].startswith("clear: ")
+    # the actor is whoever ran the command, not the notice's author
+    assert [r["actor"] for r in records] == ["admin-a", "admin-a", "admin-b"]
 
 
 def test_the_store_comes_from_the_environment(capsys, store_path, monkeypatch):

@@ -166,7 +166,7 @@ def _audit(args, change: str, item) -> None:
     log = cli_audit_log(args.audit_log)
     log.record(
         "announce",
-        actor=item.author or cli_actor(),
+        actor=cli_actor(),  # who ran this command (for a clear: not the author)
         target=item.id,
         course=item.course,
         outcome="ok",
