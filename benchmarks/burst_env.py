@@ -31,6 +31,26 @@ from delay_proxy import DelayProxy  # noqa: E402
 from ldap_server import Slapd, free_port, people_ldif  # noqa: E402
 
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+
+#: CPUs of the hub process, and of everything else (driver, proxy, slapd,
+#: Postgres, farm), when the benchmark pins them (``pin()``): a hub node
+#: runs the hub alone, so the hub gets a core of its own here too.
+HUB_CPUS: set[int] | None = None
+REST_CPUS: set[int] | None = None
+
+
+def pin() -> bool:
+    """Pin this process (and so everything it starts later) to all CPUs
+    but the first, which is left to each hub. False if there are too few."""
+    global HUB_CPUS, REST_CPUS
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return False
+    HUB_CPUS, REST_CPUS = {cpus[0]}, set(cpus[1:])
+    os.sched_setaffinity(0, REST_CPUS)
+    return True
+
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -44,6 +64,13 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout=60.0) -> Non
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+    utime, stime = fields.split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 class Postgres:
@@ -248,7 +275,13 @@ class Hub:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if HUB_CPUS is not None:
+            # At once, before Python is up and starts threads (which would
+            # keep the CPUs of the thread that made them).
+            os.sched_setaffinity(self.proc.pid, HUB_CPUS)
         _wait_http(f"{self.url}/hub/health", self.proc, log)
+        if REST_CPUS is not None and (proxy := self.proxy_pid()):
+            os.sched_setaffinity(proxy, REST_CPUS)  # started by the hub
         return self
 
     def metric(self, name: str, labels: str = "") -> float | None:
@@ -275,7 +308,11 @@ class Hub:
             if courses > 0 and idle >= self.keep_open:
                 return time.monotonic() - started
             time.sleep(0.2)
-        raise RuntimeError(f"{self.kind} hub not in service after {timeout} s")
+        self.keep_log("not in service")
+        raise RuntimeError(
+            f"{self.kind} hub not in service after {timeout} s: catalog courses"
+            f" {courses}, idle directory connections {idle} of {self.keep_open}"
+        )
 
     def keep_log(self, why: str) -> Path:
         """Copy the hub log out of the temp dir (which is removed)."""
@@ -286,9 +323,20 @@ class Hub:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the hub process (not the proxy)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1]
-        utime, stime = fields.split()[11:13]
-        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.proc.pid)
+
+    def proxy_pid(self) -> int | None:
+        """The hub's configurable-http-proxy (a child of the hub)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        for pid in children.read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"configurable-http-proxy" in cmdline:
+                return int(pid)
+        return None
+
+    def proxy_cpu_seconds(self) -> float:
+        pid = self.proxy_pid()
+        return process_cpu(pid) if pid else 0.0
 
     def lag_between(self, start: float, end: float) -> list[float]:
         time.sleep(1.2)  # the monitor flushes once a second

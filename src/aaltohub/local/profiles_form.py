@@ -37,15 +37,16 @@ def profile_form(profiles: list[dict]) -> str:
         slug = html.escape(str(p.get("slug", "")), quote=True)
         checked = " checked" if p is chosen else ""
         desc = p.get("description") or ""
+        # Kept short: a catalog may offer hundreds of courses, and every
+        # byte is sent with each spawn page (the style is set once, below).
         rows.append(
-            f'<label class="aaltohub-profile" for="profile-{i}"'
-            ' style="display:block;margin:0.4em 0">'
-            f'<input type="radio" name="profile" id="profile-{i}"'
+            f'<label for="p{i}"><input type="radio" name="profile" id="p{i}"'
             f' value="{slug}"{checked}> <strong>{p.get("display_name", slug)}</strong>'
             + (f' <span class="text-muted">{desc}</span>' if desc else "")
             + "</label>"
         )
     return (
+        "<style>.aaltohub-profiles label{display:block;margin:0.4em 0}</style>"
         '<fieldset class="aaltohub-profiles"><legend>Choose a course'
         " environment</legend>" + "".join(rows) + "</fieldset>"
     )
