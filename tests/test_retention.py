@@ -137,7 +137,7 @@ def world(tmp_path, capsys):
     }
 
 
-def apply(capsys, w, *extra):
+def apply(capsys, w, *extra, audit_log=None):
     return run(
         capsys,
         "retention",
@@ -146,7 +146,7 @@ def apply(capsys, w, *extra):
         "--announcements",
         w["ann"],
         "--audit-log",
-        w["log"],
+        audit_log or w["log"],
         *extra,
     )
 
@@ -338,16 +338,7 @@ def test_apply_deletes_nothing_when_the_audit_log_cannot_be_written(
     with Ledger(w["state"] / "retention.json").update() as data:
         for entry in data.values():
             entry["warned"] = "2000-01-01T00:00:00Z"
-    code, out, err = run(
-        capsys,
-        "retention",
-        "apply",
-        *w["common"],
-        "--announcements",
-        w["ann"],
-        "--audit-log",
-        where,
-    )
+    code, out, err = apply(capsys, w, audit_log=where)
     assert code == 1 and out == ""
     assert "exchange:old: exchange/old: not deleted: the audit log could not" in err
     assert "1 failed" in err

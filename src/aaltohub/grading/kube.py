@@ -20,7 +20,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import stat
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from . import jobs
 from .limits import UID_BASE, UID_SPAN, GradingLimits
 from .local import MAX_NOTEBOOK, FilesTooLarge, copy_files
 from .outcome import EXECUTED, FAILED, TIMED_OUT, RunResult, clean
+from .runner import read_regular
 
 
 @dataclass
@@ -131,15 +131,10 @@ def _read_output(path: str) -> str | None:
     """The Job's output notebook, if it is a regular file of at most
     MAX_NOTEBOOK bytes: the Job wrote that path, so never a link (to a
     host file) nor a FIFO (which would block this read until the deadline)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    data = read_regular(path, MAX_NOTEBOOK + 1)
+    if data is None or len(data) > MAX_NOTEBOOK:
         return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = f.read(MAX_NOTEBOOK + 1)
-    return None if len(data) > MAX_NOTEBOOK else data.decode(errors="replace")
+    return data.decode(errors="replace")
 
 
 async def _with_client(settings, job, policy, limits) -> RunResult:
