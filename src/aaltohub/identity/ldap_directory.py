@@ -217,7 +217,11 @@ class LDAPDirectory(IdentityProvider):
         with self._pool_lock:  # threads of one burst must share one pool
             if self._pool is None or self._pool[0] != key:
                 if self._pool is not None:
-                    self._pool[1].clear()
+                    # Unbinding sends to the old servers: never on the
+                    # caller's thread, which may be the event loop
+                    # (keep_warm asks for the pool there).
+                    old = self._pool[1]
+                    threading.Thread(target=old.clear, daemon=True).start()
                 pool = ConnectionPool(
                     self.connect,
                     ldap_connection.close,
