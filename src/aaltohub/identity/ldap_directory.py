@@ -319,7 +319,9 @@ class LDAPDirectory(IdentityProvider):
         }
         if errors:
             self.log.warning(
-                "LDAP: keeping %d connections open: %s",
+                "LDAP: keeping %d connections open: %s. If this repeats,"
+                " check that the directory answers from the hub and"
+                " LDAPIdentity.server_urls, bind_dn and bind_password.",
                 self.pool_keep_open,
                 "; ".join(sorted(errors)),
             )
