@@ -292,6 +292,9 @@ def test_the_export_waits_for_servers_that_are_still_stopping(
     monkeypatch.setattr(course_end_term, "STOP_WAIT", 0)
     code, out, _ = end_term(capsys, world, "--at", "2026-05-31")
     assert code == 1
-    assert "servers: FAILED: still stopping after 0 s: s1" in out
+    assert (
+        "servers: FAILED: still stopping after 0 s: s1; check them on the"
+        " hub's admin page" in out
+    )
     assert "gradebook: not done: servers still running: run this again" in out
     assert not (world["files"] / "gradebook-export.csv").exists()

@@ -28,7 +28,7 @@ from .course_values import CourseError, reject_unknown, show
 UTC = datetime.UTC
 
 #: end-term steps, in the order they run (recorded under ``term.end_term``).
-END_TERM_STEPS = ("access", "notice", "gradebook", "servers", "archive")
+END_TERM_STEPS = ("access", "notice", "servers", "gradebook", "archive")
 #: What retention periods a course file may set (days after the term ends).
 RETENTION_KINDS = ("course", "submissions", "exchange")
 #: The longest retention a course file may ask for (ten years).

@@ -225,7 +225,12 @@ def _step_servers(steps: _Steps, course) -> bool:
         return True  # unknown: the export works on a copy anyway
     if left:
         names = ", ".join(f"{u}/{n}" if n else u for u, n in left)
-        steps.skip("servers", f"still stopping after {STOP_WAIT} s: {names}", True)
+        steps.skip(
+            "servers",
+            f"still stopping after {STOP_WAIT} s: {names}; check them on the"
+            " hub's admin page, then run this again",
+            True,
+        )
         return False
     names = ", ".join(f"{u}/{n}" if n else u for u, n in servers)
     steps.ok(

@@ -144,7 +144,10 @@ def _backend(args) -> tuple[str, str]:
     except (OSError, ValueError) as e:
         return "", str(e)
     if os.geteuid() != 0:
-        return "", "the local backend runs as root (it grades as --grader-uid)"
+        return "", (
+            "the local backend must run as root (it grades as --grader-uid):"
+            " run it with sudo, or use --backend kube"
+        )
     from ..local.sandbox import sandbox_problem
 
     if problem := sandbox_problem() or trusted.problem(args.course_dir, ids):
