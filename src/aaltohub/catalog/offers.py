@@ -102,6 +102,16 @@ class CourseIndex:
         self.generation += 1
 
     # --- offers ------------------------------------------------------------------
+    def related(self, who: Viewer) -> set[str]:
+        """Slugs of the courses that name ``who`` or one of their groups
+        (roster, student, instructor or course group): the only courses on
+        which ``who`` can be anything but a stranger, unless ``who`` is an
+        admin or a default instructor."""
+        related = set(self.by_user.get(who.username, ()))
+        for group in who.groups:
+            related |= self.by_group.get(group, set())
+        return related
+
     def offered_to(self, who: Viewer, rules: RoleRules, cache_seconds: float):
         """Courses ``who`` may start, with roles, in display order; reused
         for ``cache_seconds`` within one generation."""
@@ -127,9 +137,7 @@ class CourseIndex:
                 for course in everything
                 if (roles := visible_roles(course, who, rules, now))
             ]
-        related = set(self.by_user.get(who.username, ()))
-        for group in who.groups:
-            related |= self.by_group.get(group, set())
+        related = self.related(who)
         strangers = self._stranger_offers(rules, now, cache_seconds)
         overlap = related & self.public  # public courses the user is on
         if overlap:

@@ -97,18 +97,26 @@ class CoursePage(LoggingConfigurable):
     def taught(self, viewer: Viewer, catalog: CourseCatalog) -> list[dict[str, str]]:
         """The courses ``viewer`` instructs, whatever their term (their page
         still works after it, :func:`~aaltohub.access.manages`), by name.
-        Every course is checked, so the answer is kept until the viewer's
-        groups or the catalog change; the background refresh builds it."""
+        Only the courses naming the viewer or their groups are checked
+        (every course for a default instructor); the answer is kept until
+        the viewer's groups or the catalog change."""
         key = (viewer, catalog.generation)
         hit = self._taught.get(viewer.username)
         if hit is not None and hit[0] == key:
             return hit[1]
         rules = catalog.rules
+        courses = catalog.courses
+        if viewer.username in rules.default_instructors:
+            candidates = list(courses.values())
+        else:
+            candidates = [
+                c for s in catalog.index.related(viewer) if (c := courses.get(s))
+            ]
         # Admins manage every course; the list shows only those they teach.
         courses = sorted(
             (
                 c
-                for c in list(catalog.courses.values())
+                for c in candidates
                 if manages(c, viewer, rules)
                 and enrolment(c, viewer, rules) is Enrolment.INSTRUCTOR
             ),
