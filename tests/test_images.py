@@ -289,3 +289,33 @@ def test_malformed_entries_are_skipped_not_executed():
 def test_bad_user_is_refused():
     result = run("ok:70003", user="root;id")
     assert result.stdout == "" and "refusing NB_USER" in result.stderr
+
+
+def _docker_ignored(root: Path) -> list[str]:
+    lines = (root / ".dockerignore").read_text().splitlines()
+    return [x.strip().rstrip("/") for x in lines if x.strip() and not x.startswith("#")]
+
+
+def test_build_context_sends_what_the_images_copy_and_no_local_environments():
+    """Both images build from the repository root: .dockerignore must keep
+    .tox, .venv, node_modules and .git out of the context (gigabytes on a
+    working copy, and baked into the hub image's COPY . layer), and must not
+    exclude anything a Dockerfile copies."""
+    import fnmatch
+
+    root = Path(__file__).resolve().parent.parent
+    ignored = _docker_ignored(root)
+    for name in (".tox", ".venv", "node_modules", ".git"):
+        assert name in ignored, name
+    for dockerfile in root.glob("images/*/Dockerfile"):
+        for line in dockerfile.read_text().splitlines():
+            m = re.match(r"COPY\s+(?:--\S+\s+)*(\S+)\s+\S+", line)
+            if not m or m.group(1) == ".":
+                continue
+            source = m.group(1)
+            assert (root / source).exists(), f"{dockerfile}: {source}"
+            parts = Path(source).parts
+            prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+            for pattern in ignored:
+                hits = [p for p in prefixes if fnmatch.fnmatch(p, pattern)]
+                assert not hits, f"{dockerfile}: {source} excluded by {pattern}"
