@@ -15,6 +15,7 @@ from aaltohub.cli import main
 from aaltohub.course import build_course
 from aaltohub.retention import (
     DELETE,
+    HELD,
     KEEP,
     UNSCHEDULED,
     WARN,
@@ -37,18 +38,22 @@ GID = 70001 if os.geteuid() == 0 else os.getegid()
 # --- the rule -----------------------------------------------------------------------
 def test_nothing_is_deleted_before_a_full_warning_period():
     item = Item("exchange", "intro", ("exchange/intro",), T0)
-    assert decide(item, None, T0 - 31 * DAY, 30).action == KEEP
-    assert decide(item, None, T0 - 30 * DAY, 30).action == WARN
+    assert decide(item, None, T0 - 31 * DAY, 30, holders=()).action == KEEP
+    assert decide(item, None, T0 - 30 * DAY, 30, holders=()).action == WARN
     # due, but never warned: warn now, never delete
-    assert decide(item, None, T0 + 100 * DAY, 30).action == WARN
-    warned = decide(item, T0 - 30 * DAY, T0 - DAY, 30)
+    assert decide(item, None, T0 + 100 * DAY, 30, holders=()).action == WARN
+    warned = decide(item, T0 - 30 * DAY, T0 - DAY, 30, holders=())
     assert (warned.action, warned.delete_after) == (WARNED, T0)
-    assert decide(item, T0 - 30 * DAY, T0, 30).action == DELETE
+    assert decide(item, T0 - 30 * DAY, T0, 30, holders=()).action == DELETE
     # warned late (after the due date): the full period still runs
-    late = decide(item, T0 + 10 * DAY, T0 + 39 * DAY, 30)
+    late = decide(item, T0 + 10 * DAY, T0 + 39 * DAY, 30, holders=())
     assert (late.action, late.delete_after) == (WARNED, T0 + 40 * DAY)
-    assert decide(item, T0 + 10 * DAY, T0 + 40 * DAY, 30).action == DELETE
-    assert decide(Item("course", "x", (), None), None, T0, 30).action == UNSCHEDULED
+    assert decide(item, T0 + 10 * DAY, T0 + 40 * DAY, 30, holders=()).action == DELETE
+    unscheduled = Item("course", "x", (), None)
+    assert decide(unscheduled, None, T0, 30, holders=()).action == UNSCHEDULED
+    # storage an open course also uses is held, whatever the dates say
+    held = decide(item, T0 - 30 * DAY, T0 + 100 * DAY, 30, holders=("intro-2027",))
+    assert (held.action, held.delete_after) == (HELD, None)
 
 
 def test_items_of_a_course_follow_its_term_and_periods():

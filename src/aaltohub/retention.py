@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from traitlets import Integer, TraitError, Unicode, validate
@@ -201,8 +202,20 @@ def home_item(username: str, path: str, archived: datetime.datetime, settings) -
     return Item("home", username, (path,), archived + settings.homes_days * DAY)
 
 
-def decide(item: Item, warned: datetime.datetime | None, now, warning_days: int):
-    """The one decision: keep, warn now, wait after a warning, or delete."""
+def decide(
+    item: Item,
+    warned: datetime.datetime | None,
+    now,
+    warning_days: int,
+    *,
+    holders: Sequence[str],
+):
+    """The one decision: held, keep, warn now, wait after a warning, or
+    delete. ``holders`` (:func:`held_by`, required so no caller forgets
+    it): open courses whose storage overlaps the item; while there are any,
+    the item is held, whatever its date."""
+    if holders:
+        return Decision(HELD, None)
     if item.due is None:
         return Decision(UNSCHEDULED, None)
     period = warning_days * DAY

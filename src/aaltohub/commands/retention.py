@@ -24,7 +24,6 @@ from ..retention import (
     UNSCHEDULED,
     WARN,
     WARNED,
-    Decision,
     Retention,
     course_items,
     decide,
@@ -139,10 +138,8 @@ def _rows(args, settings, ledger, now) -> list[dict]:
         due = iso(item.due) if item.due else ""
         warned = entry.get("warned") if entry.get("due") == due else None
         warned_at = as_time(warned, "warned") if warned else None
-        decision = decide(item, warned_at, now, settings.warning_days)
         holders = held_by(item, used)
-        if holders:
-            decision = Decision(HELD, None)
+        decision = decide(item, warned_at, now, settings.warning_days, holders=holders)
         rows.append(
             {
                 "item": item,
