@@ -346,3 +346,27 @@ def test_the_capacity_rbac_is_valid_kubernetes_and_read_only():
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}
     ]
+
+
+def test_ldap_alerts_name_only_operations_the_code_writes():
+    """The rules select LDAP calls by their ``operation`` label, which
+    identity.calls takes from the function's name: a renamed function must
+    fail here, not silently change what an alert measures."""
+    from aaltohub import metrics
+    from aaltohub.auth import check_password_sync
+    from aaltohub.identity import LDAPIdentity
+
+    known = set(metrics.LDAP_USER_OPERATIONS) | set(metrics.LDAP_BACKGROUND_OPERATIONS)
+    functions = {
+        check_password_sync.__name__,
+        LDAPIdentity.lookup_sync.__name__,
+        LDAPIdentity.open_spare_sync.__name__,
+        LDAPIdentity.check_kept_sync.__name__,
+    }
+    assert {f.removesuffix("_sync") for f in functions} == known
+    rules = (MONITORING / "rules.yaml").read_text()
+    named = set()
+    for selector in re.findall(r'operation[!=]~?"([^"]+)"', rules):
+        named |= set(selector.split("|"))
+    assert named and named <= known, named - known
+    assert f'operation=~"{"|".join(metrics.LDAP_USER_OPERATIONS)}"' in rules

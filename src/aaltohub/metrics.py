@@ -118,6 +118,13 @@ QUOTA_REPORT_AGE = Gauge(
 
 # --- the directory (LDAP) ----------------------------------------------------------
 
+#: The ``operation`` label of the LDAP metrics: the directory calls' function
+#: names without ``_sync`` (identity.calls). Users wait for the first two;
+#: the others are the task keeping connections open (the alerts tell them
+#: apart; tests/test_monitoring.py checks the rules name only these).
+LDAP_USER_OPERATIONS = ("lookup", "check_password")
+LDAP_BACKGROUND_OPERATIONS = ("open_spare", "check_kept")
+
 LDAP_CALL_SECONDS = Histogram(
     "aaltohub_ldap_call_seconds",
     "Directory calls (bind, search), the call itself without queueing, by"
